@@ -1,0 +1,43 @@
+"""`gpt2kit` console script: subcommands are thin wrappers around library functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gpt2kit import __version__
+from gpt2kit.cli import generate, models
+from gpt2kit.errors import GPT2KitError
+
+COMMANDS = (generate.add_parser, models.add_info_parser, models.add_init_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpt2kit",
+        description="A complete GPT-2 toolkit: model, tokenizer, weights and generation.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpt2kit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in COMMANDS:
+        add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except GPT2KitError as err:
+        print(f"gpt2kit: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gpt2kit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `gpt2kit generate ... | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

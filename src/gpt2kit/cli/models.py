@@ -1,0 +1,58 @@
+"""`gpt2kit info` and `gpt2kit init`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpt2kit.cli.args import add_model_option, non_negative_int
+from gpt2kit.config import ALIASES, PRESETS
+from gpt2kit.errors import GPT2KitError
+from gpt2kit.model import GPT2
+from gpt2kit.weights.info import describe_model
+
+
+def add_info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show a model's config, parameter count, dtype and files",
+                       description="Show a model's config, parameter count, stored dtype and files.")
+    add_model_option(p)
+    p.set_defaults(run=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    info = describe_model(args.model)
+    c = info["config"]
+    print(f"model       {info['path']}")
+    if info["metadata"].get("origin"):
+        print(f"origin      {info['metadata']['origin']}")
+    print(f"parameters  {info['parameters']:,}")
+    print(f"dtype       {info['dtype']}")
+    print(f"shape       {c.n_layer} layers, {c.n_head} heads, {c.n_embd} embedding, "
+          f"{c.n_positions} context, {c.vocab_size} vocabulary")
+    print("files")
+    for name, size in info["files"].items():
+        print(f"  {name:<28}{size:>14,} bytes")
+    return 0
+
+
+def add_init_parser(sub: argparse._SubParsersAction) -> None:
+    names = ", ".join([*PRESETS, *ALIASES])
+    p = sub.add_parser("init", help="write a model with random weights (for experiments and tests)",
+                       description="Write a model folder with freshly initialised random weights.")
+    p.add_argument("--config", required=True, metavar="NAME", help=f"size preset: {names}")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write the model to")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of a model already in --out")
+    p.set_defaults(run=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise GPT2KitError(f"{out}: already exists and is not empty (pass --overwrite to replace it)")
+    model = GPT2.from_config(args.config, seed=args.seed)
+    origin = f"random weights (gpt2kit init --config {args.config} --seed {args.seed})"
+    model.save_pretrained(out, metadata={"origin": origin, "random_init": True})
+    print(f"wrote {out}: {args.config}, {model.num_parameters():,} parameters, {origin}")
+    return 0
+

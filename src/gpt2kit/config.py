@@ -1,0 +1,179 @@
+"""GPT2Config: the model's shape, its presets, and the two file formats that describe it.
+
+Hugging Face's `config.json` and OpenAI's `hparams.json` are read and written
+here, so a config survives a round trip through either ecosystem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt2kit.errors import ConfigError
+
+EOT_TOKEN_ID = 50256
+
+# Shapes of the four published sizes and of small configs for tests and experiments.
+PRESETS: dict[str, dict[str, int]] = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, n_positions=128),
+    "mini": dict(n_layer=4, n_head=4, n_embd=256, n_positions=512),
+}
+# OpenAI named its releases by parameter count.
+ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
+PUBLISHED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+@dataclass
+class GPT2Config:
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None  # MLP width; None means 4 * n_embd
+    layer_norm_epsilon: float = 1e-5
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    initializer_range: float = 0.02
+    bos_token_id: int = EOT_TOKEN_ID
+    eos_token_id: int = EOT_TOKEN_ID
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"config: {name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"config: {name} must be in [0, 1), got {getattr(self, name)!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def inner_dim(self) -> int:
+        return self.n_inner or 4 * self.n_embd
+
+    # ---- presets -------------------------------------------------------------------------
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> GPT2Config:
+        """A preset by name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (or 124M...1558M), tiny, mini."""
+        key = ALIASES.get(name, name)
+        if key not in PRESETS:
+            known = ", ".join([*PRESETS, *ALIASES])
+            raise ConfigError(f"unknown config preset {name!r}; known presets: {known}")
+        return cls(**{**PRESETS[key], **overrides})
+
+    @staticmethod
+    def is_preset(name: str) -> bool:
+        return ALIASES.get(name, name) in PRESETS
+
+    # ---- Hugging Face config.json ------------------------------------------------------
+
+    @classmethod
+    def from_hf_dict(cls, data: dict[str, Any], source: str = "config.json") -> GPT2Config:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        model_type = data.get("model_type", "gpt2")
+        if model_type != "gpt2":
+            raise ConfigError(f"{source}: model_type is {model_type!r}, not 'gpt2'")
+        activation = data.get("activation_function", "gelu_new")
+        if activation not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise ConfigError(f"{source}: activation_function {activation!r} is not GPT-2's tanh GELU")
+        missing = [k for k in ("n_embd", "n_layer", "n_head") if k not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        try:
+            return cls(**kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}".replace("config: ", "")) from None
+        except TypeError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "activation_function": "gelu_new",
+            "n_ctx": self.n_positions,
+            "scale_attn_weights": True,
+            "use_cache": True,
+            "tie_word_embeddings": True,
+        }
+        data.update(dataclasses.asdict(self))
+        return data
+
+    # ---- OpenAI hparams.json ------------------------------------------------------------
+
+    @classmethod
+    def from_hparams(cls, data: dict[str, Any], source: str = "hparams.json") -> GPT2Config:
+        keys = ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}")
+        try:
+            return cls(
+                vocab_size=data["n_vocab"],
+                n_positions=data["n_ctx"],
+                n_embd=data["n_embd"],
+                n_head=data["n_head"],
+                n_layer=data["n_layer"],
+            )
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}".replace("config: ", "")) from None
+
+    def to_hparams(self) -> dict[str, int]:
+        return {
+            "n_vocab": self.vocab_size,
+            "n_ctx": self.n_positions,
+            "n_embd": self.n_embd,
+            "n_head": self.n_head,
+            "n_layer": self.n_layer,
+        }
+
+    # ---- files ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GPT2Config:
+        """Read a `config.json` (Hugging Face) or `hparams.json` (OpenAI)."""
+        path = Path(path)
+        data = read_json(path)
+        if path.name == "hparams.json" or "n_vocab" in data:
+            return cls.from_hparams(data, source=str(path))
+        return cls.from_hf_dict(data, source=str(path))
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write `config.json` (or `hparams.json` when the file is named so)."""
+        path = Path(path)
+        data: dict[str, Any] = self.to_hparams() if path.name == "hparams.json" else self.to_hf_dict()
+        if extra:
+            data.update(extra)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, turning every failure into one line that names the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: malformed JSON ({err.msg} at line {err.lineno} column {err.colno})") from None

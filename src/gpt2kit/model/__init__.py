@@ -1,0 +1,4 @@
+from gpt2kit.model.cache import KVCache
+from gpt2kit.model.gpt2 import GPT2
+
+__all__ = ["GPT2", "KVCache"]

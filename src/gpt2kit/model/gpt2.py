@@ -1,0 +1,218 @@
+"""GPT-2 in PyTorch: token ids -> logits.
+
+Module names are those of OpenAI's checkpoint (wte, wpe, h.N.ln_1, h.N.attn.c_attn,
+h.N.mlp.c_fc, ln_f), so weights map across by name. Linear layers are nn.Linear
+(weight [out, in]); the checkpoint's Conv1D weights ([in, out]) are transposed
+once when loading and saving (gpt2kit.weights), never in the forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt2kit.config import GPT2Config
+from gpt2kit.model.cache import KVCache
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, nh, past + T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=mask,
+            dropout_p=self.attn_pdrop if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
+        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x, mask, is_causal, cache, layer):
+        x = x + self.attn(self.ln_1(x), mask, is_causal, cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT2(nn.Module):
+    """The GPT-2 language model. `model(input_ids)` returns logits (batch, seq, vocab)."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        if not any(p.is_meta for p in self.parameters()):
+            self.reset_parameters()
+
+    # ---- construction ----------------------------------------------------------------------
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer)."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        std = self.config.initializer_range
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                with torch.no_grad():
+                    p.fill_(1.0 if name.endswith("weight") else 0.0)  # LayerNorm gains / biases
+                continue
+            scale = 1 / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") else 1.0
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=gen) * (std * scale))
+
+    @classmethod
+    def from_config(cls, config: GPT2Config | str, seed: int | None = None) -> GPT2:
+        """A model with fresh random weights, from a config or a preset name."""
+        if isinstance(config, str):
+            config = GPT2Config.from_name(config)
+        model = cls(config)
+        if seed is not None:
+            model.reset_parameters(seed)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, dtype: torch.dtype | None = None,
+                        device: torch.device | str | None = None) -> GPT2:
+        """Load a model folder (gpt2kit / Hugging Face layout) or a published name such as `gpt2`."""
+        from gpt2kit.weights import load_model
+
+        return load_model(name_or_path, dtype=dtype, device=device)
+
+    def save_pretrained(self, path: str | Path, *, metadata: dict | None = None) -> Path:
+        """Write a Hugging Face-compatible folder: config, safetensors weights, tokenizer files."""
+        from gpt2kit.weights import save_model
+
+        return save_model(self, path, metadata=metadata)
+
+    # ---- forward ----------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.wte.weight.dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int, max_length: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, max_length, device=self.device, dtype=self.dtype)
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Final layer-normed hidden states (B, T, n_embd).
+
+        attention_mask (B, past + T) marks real tokens with 1 and padding with 0; when it is
+        given without position_ids, positions count real tokens only, so a left-padded
+        prompt sees the same positions as it would alone.
+        """
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.n_positions:
+            raise ValueError(f"sequence of {past + T} tokens exceeds the context of {self.config.n_positions}")
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
+            else:
+                position_ids = torch.arange(past, past + T, device=input_ids.device).unsqueeze(0)
+        mask, is_causal = self._attention_mask(attention_mask, B, T, past, input_ids.device)
+
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
+        for i, block in enumerate(self.h):
+            x = block(x, mask, is_causal, cache, i)
+        if cache is not None:
+            cache.advance(T)
+        return self.ln_f(x)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab); with last_only, (B, 1, vocab) for the last position only,
+        which is all that decoding needs and saves a (T x vocab) projection."""
+        h = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
+        if last_only:
+            h = h[:, -1:]
+        return F.linear(h, self.wte.weight)  # tied LM head
+
+    @staticmethod
+    def _attention_mask(
+        attention_mask: torch.Tensor | None, B: int, T: int, past: int, device: torch.device
+    ) -> tuple[torch.Tensor | None, bool]:
+        """Boolean mask (B, 1, T, past + T) for SDPA, or None with a causal flag when it can be avoided."""
+        if attention_mask is None:
+            if past == 0:
+                return None, T > 1
+            if T == 1:
+                return None, False  # one new token may see every cached one
+        total = past + T
+        q_pos = torch.arange(past, total, device=device).unsqueeze(1)
+        k_pos = torch.arange(total, device=device).unsqueeze(0)
+        mask = (k_pos <= q_pos).unsqueeze(0).unsqueeze(0)  # (1, 1, T, total)
+        if attention_mask is not None:
+            if attention_mask.shape != (B, total):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, total)}")
+            mask = mask & attention_mask.bool()[:, None, None, :]
+            # A padding query sees no key at all, and SDPA turns an all-masked row into NaN;
+            # letting it see itself keeps its (unused) output finite.
+            mask = mask | (k_pos == q_pos).unsqueeze(0).unsqueeze(0)
+        return mask, False

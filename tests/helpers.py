@@ -1,0 +1,73 @@
+"""Helpers the tests share: tiny configs and random models."""
+
+from __future__ import annotations
+
+import torch
+
+from gpt2kit import GPT2, GPT2Config
+
+
+def tiny_config(**overrides) -> GPT2Config:
+    """Small enough for fast tests, with all the shapes of the real thing."""
+    base = dict(n_layer=2, n_head=4, n_embd=64, n_positions=64, vocab_size=50257,
+                embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+    return GPT2Config(**{**base, **overrides})
+
+
+def random_model(config: GPT2Config | None = None, seed: int = 0) -> GPT2:
+    model = GPT2.from_config(config or tiny_config(), seed=seed)
+    # non-trivial LayerNorm parameters and biases, so a swapped gain/bias cannot pass
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed + 1)
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    return model.eval()
+
+
+def hf_config(config: GPT2Config):
+    import transformers
+
+    return transformers.GPT2Config(**{k: v for k, v in config.to_hf_dict().items() if k != "architectures"})
+
+
+def hf_random_model(config: GPT2Config | None = None, seed: int = 0):
+    """transformers' GPT2LMHeadModel with random weights in every tensor (biases and
+    LayerNorms included), in eval mode."""
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(hf_config(config or tiny_config()))
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    return model.eval()
+
+
+def hf_pair(tmp_path, config: GPT2Config | None = None, seed: int = 0):
+    """A random transformers model and gpt2kit's load of what transformers saved."""
+    hf = hf_random_model(config, seed)
+    hf.save_pretrained(tmp_path / "hf")
+    return hf, GPT2.from_pretrained(tmp_path / "hf")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
+    """Run `python -m gpt2kit ARGS` in a fresh process, as a user would from a shell."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gpt2kit", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit code 1, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gpt2kit: error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
