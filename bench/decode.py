@@ -67,6 +67,7 @@ def main() -> None:
             dtype = DTYPES[dtype_name]
             hf = transformers.GPT2LMHeadModel.from_pretrained(tmp, dtype=dtype).eval()
             ours = GPT2.from_pretrained(tmp, dtype=dtype)
+            ours.pack_weights()  # what `gpt2kit generate` does on CPU
             for batch in args.batch:
                 gen = torch.Generator().manual_seed(1)
                 prompt = torch.randint(0, config.vocab_size, (1, args.prompt_len), generator=gen)

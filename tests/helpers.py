@@ -64,10 +64,10 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
 
 
 def assert_user_error(result, *fragments: str) -> None:
-    """Exit code 1, one line on stderr naming the problem, no traceback."""
-    assert result.returncode == 1, (result.returncode, result.stderr)
+    """A non-zero exit (1, or 2 for usage errors), one line on stderr naming the problem, no traceback."""
+    assert result.returncode in (1, 2), (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("gpt2kit: error:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gpt2kit") and "error:" in line]
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]

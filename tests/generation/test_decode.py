@@ -113,3 +113,92 @@ def test_invalid_prompts(tiny_model):
         generate(tiny_model, [1] * 64, max_new_tokens=1)
     with pytest.raises(GenerationError, match="outside the vocabulary"):
         generate(tiny_model, [50257], max_new_tokens=1)
+
+
+# ---- batches, stopping and lengths ----------------------------------------------------------------
+
+
+def test_padded_batch_equals_each_prompt_alone(tiny_model):
+    prompts = [[464, 3290, 318, 257, 1049, 11], [10], [7, 8, 9]]
+    batch = generate(tiny_model, prompts, max_new_tokens=20, temperature=0, eos_token_id=None)
+    alone = [generate(tiny_model, p, max_new_tokens=20, temperature=0, eos_token_id=None)[0] for p in prompts]
+    assert batch == alone
+
+
+def test_padded_batch_equals_alone_past_the_context():
+    model = random_model(tiny_config(n_positions=24))
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10]]
+    batch = generate(model, prompts, max_new_tokens=40, temperature=0, eos_token_id=None)
+    assert [len(s) for s in batch] == [40, 40]
+    assert batch[1][:14] == generate(model, prompts[1], max_new_tokens=14, temperature=0, eos_token_id=None)[0]
+
+
+def test_num_samples_and_batch_size(tiny_model):
+    kwargs = dict(max_new_tokens=6, temperature=0, eos_token_id=None)
+    out = generate(tiny_model, [[1, 2], [3]], num_samples=3, **kwargs)
+    assert len(out) == 6 and out[0] == out[1] == out[2] and out[3] == out[4] == out[5]
+    assert generate(tiny_model, [[1, 2], [3]], num_samples=3, batch_size=2, **kwargs) == out
+
+
+def test_max_length_counts_the_prompt(tiny_model):
+    out = generate(tiny_model, [[1, 2, 3, 4, 5], [6]], max_new_tokens=None, max_length=8, temperature=0,
+                   eos_token_id=None)
+    assert [len(s) for s in out] == [3, 7]
+    assert len(generate(tiny_model, [1], max_new_tokens=4, max_length=50, eos_token_id=None)[0]) == 4
+
+
+def test_stop_token_ids_and_min_new_tokens(tiny_model):
+    free = generate(tiny_model, [5], max_new_tokens=12, temperature=0, eos_token_id=None)[0]
+    target = free[2]
+    assert generate(tiny_model, [5], max_new_tokens=12, temperature=0, eos_token_id=None,
+                    stop_token_ids=[target])[0] == free[: free.index(target) + 1]
+    later = generate(tiny_model, [5], max_new_tokens=12, temperature=0, eos_token_id=None,
+                     stop_token_ids=[target], min_new_tokens=6)[0]
+    assert len(later) >= 6 and target not in later[:6]
+
+
+def test_stop_string_across_token_boundaries_is_caught_and_cut(tiny_model):
+    from gpt2kit import Tokenizer, complete
+
+    tok = Tokenizer.from_pretrained()
+    kwargs = dict(max_new_tokens=12, seed=5, eos_token_id=None)  # sampled: greedy output of random weights repeats
+    free = complete(tiny_model, tok, "The", **kwargs)[0]
+    pieces = [tok.decode([t]) for t in free.token_ids]
+    boundary = len("".join(pieces[:4]))
+    stop = free.text[boundary - 2: boundary + 2]  # two characters of token 4, two of token 5
+    assert len(pieces[3]) >= 2 and len(pieces[4]) >= 2 and free.text.find(stop) == boundary - 2
+    cut = complete(tiny_model, tok, "The", stop=[stop], **kwargs)[0]
+    assert cut.finish_reason == "stop_string"
+    assert cut.text == free.text[: boundary - 2]
+    assert cut.token_ids == free.token_ids[:5]
+
+
+def test_two_thousand_tokens_with_a_1024_context():
+    model = random_model(tiny_config(n_positions=1024))
+    out = generate(model, [464, 3290], max_new_tokens=2000, temperature=0.9, top_k=50, seed=0, eos_token_id=None)
+    assert len(out[0]) == 2000
+    assert all(0 <= t < 50257 for t in out[0])
+
+
+def test_unconditional_and_tensor_prompts(tiny_model):
+    a = generate(tiny_model, torch.tensor([50256]), max_new_tokens=5, seed=1)
+    b = generate(tiny_model, [50256], max_new_tokens=5, seed=1)
+    c = generate(tiny_model, torch.tensor([[50256], [50256]]), max_new_tokens=5, seed=1)
+    assert a == b and len(c) == 2
+
+
+def test_gumbel_max_samples_the_softmax_distribution():
+    from gpt2kit.generation.sampling import gumbel_max, sample
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).expand(20000, 4)
+    expected = logits[0].softmax(-1)
+    gen = torch.Generator().manual_seed(0)
+    for draw in (gumbel_max, sample):
+        freq = torch.bincount(draw(logits, gen), minlength=4).float() / 20000
+        assert torch.allclose(freq, expected, atol=0.015), (draw.__name__, freq, expected)
+
+
+def test_gumbel_sampler_in_generate(tiny_model):
+    a = generate(tiny_model, [1, 2], max_new_tokens=8, sampler="gumbel", seed=3, top_k=20)
+    assert a == generate(tiny_model, [1, 2], max_new_tokens=8, sampler="gumbel", seed=3, top_k=20)
+    assert a != generate(tiny_model, [1, 2], max_new_tokens=8, seed=3, top_k=20)  # another way to draw

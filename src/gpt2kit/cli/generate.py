@@ -1,91 +1,124 @@
-"""`gpt2kit generate`: text from a model, printed as it is produced."""
+"""`gpt2kit generate`: text from a model, streamed as it is produced, or written to JSONL."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
-from gpt2kit.cli.args import (
-    DTYPES,
-    add_device_options,
-    add_model_option,
-    non_negative_int,
-    positive_int,
-    resolve_device,
-)
-from gpt2kit.generation import GenerationSettings, decode
+from gpt2kit.cli.args import DTYPES, add_device_options, add_model_option, resolve_device
+from gpt2kit.cli.generation_options import add_generation_options, settings_from_args
+from gpt2kit.errors import GenerationError
+from gpt2kit.generation import GenerationSettings, complete, stream
 from gpt2kit.model import GPT2
 from gpt2kit.tokenizer import Tokenizer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "generate", help="generate text from a prompt (or unconditionally)",
-        description="Generate text. Without --prompt, samples are unconditional (they start from <|endoftext|>).",
+        "generate", help="generate text from prompts (or unconditionally)",
+        description="Generate text. Without --prompt or --prompt-file, samples are unconditional "
+                    "(they start from <|endoftext|>).",
     )
     add_model_option(p)
-    p.add_argument("--prompt", default=None, metavar="TEXT", help="text to continue; omit for unconditional samples")
-    p.add_argument("--max-new-tokens", type=non_negative_int, default=100, metavar="N",
-                   help="tokens to generate per sample (default 100)")
-    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
-                   help="softmax temperature; 0 means greedy decoding (default 1.0)")
-    p.add_argument("--top-k", type=int, default=0, metavar="K",
-                   help="sample only from the K most likely tokens; 0 disables (default 0)")
-    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
-                   help="nucleus sampling: the smallest token set with probability >= P, in (0, 1]; 1 disables")
-    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed, for reproducible samples")
-    p.add_argument("--num-samples", type=positive_int, default=1, metavar="N",
-                   help="how many samples to generate, in one batch (default 1)")
-    p.add_argument("--no-stop", action="store_true", help="keep generating past <|endoftext|>")
+    src = p.add_argument_group("prompts and output")
+    src.add_argument("--prompt", default=None, metavar="TEXT", help="text to continue")
+    src.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",
+                     help="a UTF-8 file with one prompt per line (blank lines are skipped); prompts run as a batch")
+    src.add_argument("--unconditional", action="store_true",
+                     help="ignore prompts and sample from <|endoftext|> (the default when no prompt is given)")
+    src.add_argument("--output", type=Path, default=None, metavar="FILE",
+                     help="write JSONL (- for stdout): one line per sample with prompt, text, token_ids, "
+                          "finish_reason and settings")
+    src.add_argument("--interactive", action="store_true", help="a prompt loop instead (same as `gpt2kit chat`)")
+    add_generation_options(p)
     add_device_options(p)
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = GenerationSettings(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        num_samples=args.num_samples, seed=args.seed, eos_token_id=None if args.no_stop else 50256,
-    )
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    if args.unconditional:
+        return [""]
+    if args.prompt_file is not None:
+        if args.prompt is not None:
+            raise GenerationError("give --prompt or --prompt-file, not both")
+        path: Path = args.prompt_file
+        if not path.is_file():
+            raise GenerationError(f"{path}: prompt file not found")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise GenerationError(f"{path}: prompt file is not UTF-8 text") from None
+        prompts = [line for line in lines if line.strip()]
+        if not prompts:
+            raise GenerationError(f"{path}: prompt file holds no prompts")
+        return prompts
+    return [args.prompt or ""]
+
+
+def load(args: argparse.Namespace) -> tuple[GPT2, Tokenizer]:
     model = GPT2.from_pretrained(args.model, dtype=DTYPES[args.dtype], device=resolve_device(args.device))
-    tokenizer = Tokenizer.from_pretrained(model.source)
+    model.pack_weights()  # faster CPU decoding; a no-op elsewhere
     note_model(model, args.model)
-    prompt = args.prompt or ""
-    ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_id]
-    texts = [prompt] * settings.num_samples
-    decoders = [tokenizer.incremental_decoder() for _ in texts]
-    live = settings.num_samples == 1  # one sample streams to the terminal as it grows
-    if live:
-        sys.stdout.write(prompt)
+    return model, Tokenizer.from_pretrained(model.source)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.interactive:
+        from gpt2kit.cli.chat import chat_loop
+
+        model, tokenizer = load(args)
+        return chat_loop(model, tokenizer, settings)
+    prompts = read_prompts(args)
+    model, tokenizer = load(args)
+    streaming = (len(prompts) == 1 and settings.num_samples == 1 and settings.num_beams == 1
+                 and args.output is None)
+    if streaming:
+        sys.stdout.write(prompts[0])
         sys.stdout.flush()
-    done = [False] * settings.num_samples
-    for step in decode(model, ids, settings):
-        for row, token in enumerate(step.tolist()):
-            if done[row] or token == settings.eos_token_id:
-                done[row] = True
-                continue
-            piece = decoders[row].add(token)
-            texts[row] += piece
-            if live and piece:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-    for row, dec in enumerate(decoders):
-        tail = dec.flush()
-        texts[row] += tail
-        if live:
-            sys.stdout.write(tail + "\n")
-    if not live:
-        for i, text in enumerate(texts, 1):
-            print(f"======== sample {i} ========")
-            print(text)
+        for piece in stream(model, tokenizer, prompts[0], **vars(settings)):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    completions = complete(model, tokenizer, prompts, **vars(settings))
+    if args.output is not None:
+        write_jsonl(args.output, completions, settings)
+        if str(args.output) != "-":
+            print(f"wrote {len(completions)} samples to {args.output}", file=sys.stderr)
+        return 0
+    per_prompt = len(completions) // len(prompts)
+    for i, c in enumerate(completions):
+        label = f"sample {i % per_prompt + 1}" + (f" of prompt {i // per_prompt + 1}" if len(prompts) > 1 else "")
+        print(f"======== {label} ========")
+        print(c.prompt + c.text)
     return 0
+
+
+def write_jsonl(path: Path, completions, settings: GenerationSettings) -> None:
+    """One JSON object per sample, to stdout for "-"; a file is written under a temporary name
+    and renamed, so it is never half-written."""
+    recorded = settings.to_dict()
+    lines = [json.dumps({"prompt": c.prompt, "text": c.text, "token_ids": c.token_ids,
+                         "finish_reason": c.finish_reason, "settings": recorded}, ensure_ascii=False) + "\n"
+             for c in completions]
+    if str(path) == "-":
+        sys.stdout.writelines(lines)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
 
 
 def note_model(model: GPT2, name: str) -> None:
     """Say on stderr which model speaks, and warn when its weights are random."""
     origin = model.metadata.get("origin")
-    print(f"model: {name}" + (f" ({origin})" if origin else ""), file=sys.stderr)
+    print(f"model: {name}" + (f" — {origin}" if origin else ""), file=sys.stderr)
     if model.metadata.get("random_init"):
         print("note: this model has random, untrained weights, so its text is noise; "
               "it stands in until gpt2kit ships a trained model", file=sys.stderr)
-
-

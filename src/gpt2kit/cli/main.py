@@ -6,19 +6,26 @@ import argparse
 import sys
 
 from gpt2kit import __version__
-from gpt2kit.cli import generate, models
+from gpt2kit.cli import chat, generate, models
 from gpt2kit.errors import GPT2KitError
 
-COMMANDS = (generate.add_parser, models.add_info_parser, models.add_init_parser)
+COMMANDS = (generate.add_parser, chat.add_parser, models.add_info_parser, models.add_init_parser)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gpt2kit",
         description="A complete GPT-2 toolkit: model, tokenizer, weights and generation.",
     )
     parser.add_argument("--version", action="version", version=f"gpt2kit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for add_parser in COMMANDS:
         add_parser(sub)
     return parser

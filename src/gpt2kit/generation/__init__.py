@@ -1,6 +1,8 @@
-"""Text side of the data path: logits -> logits steps -> sampler -> token ids."""
+"""Text side of the data path: logits -> logits steps -> sampler -> token ids -> text."""
 
-from gpt2kit.generation.decode import decode, generate
+from gpt2kit.generation.decode import Generation, Sampler, generate, generate_all
 from gpt2kit.generation.settings import GenerationSettings
+from gpt2kit.generation.text import Completion, complete, stream
 
-__all__ = ["GenerationSettings", "decode", "generate"]
+__all__ = ["Completion", "Generation", "GenerationSettings", "Sampler", "complete", "generate", "generate_all",
+           "stream"]

@@ -1,107 +1,171 @@
-"""Decoding loops: a generator that yields the next token of every sample, step by step.
+"""Decoding: prompts -> generated token ids.
 
-The prompt is run once to fill a preallocated KV cache; each later step feeds one
-token. When a sequence would outgrow the model's context, the window slides: the
-cache is refilled from the last three quarters of the context and decoding goes on.
+`Sampler` is the loop for greedy decoding and sampling: a generator that yields each
+step's token per row as it is produced, which is what streaming and servers consume.
+`generate_all` splits the work into batches of `batch_size` rows and hands beam search
+to `beam.py`. Rows are prompt-major: prompt i, sample j is row i * num_samples + j.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import logits as logits_steps
-from gpt2kit.generation.sampling import greedy, sample
+from gpt2kit.generation.batch import Batch
+from gpt2kit.generation.sampling import CHOOSERS, greedy
 from gpt2kit.generation.settings import GenerationSettings, settings_from
+from gpt2kit.generation.stopping import StopCriteria
 from gpt2kit.model.gpt2 import GPT2
 
+Prompts = Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
 
-def prompt_ids(input_ids: Sequence[int] | torch.Tensor, model: GPT2) -> list[int]:
-    """One prompt as a list of ids, checked against the model's vocabulary and context."""
+
+@dataclass
+class Generation:
+    prompt_index: int
+    token_ids: list[int]
+    finish_reason: str  # "stop_token", "stop_string" or "length"
+
+
+def as_prompts(input_ids: Prompts) -> tuple[list[list[int]], bool]:
+    """A batch of prompts as lists of ids, and whether a single prompt was given."""
     if isinstance(input_ids, torch.Tensor):
-        if input_ids.dim() == 2 and input_ids.shape[0] == 1:
-            input_ids = input_ids[0]
-        if input_ids.dim() != 1:
-            raise GenerationError(f"input_ids must be one prompt (T,) or (1, T), got shape {tuple(input_ids.shape)}")
-        input_ids = input_ids.tolist()
-    ids = [int(i) for i in input_ids]
-    if not ids:
-        raise GenerationError("the prompt is empty: give at least one token (unconditional samples start from "
-                              "<|endoftext|>)")
+        if input_ids.dim() not in (1, 2):
+            raise GenerationError(f"input_ids must have shape (T,) or (B, T), got {tuple(input_ids.shape)}")
+        single = input_ids.dim() == 1
+        rows = [input_ids.tolist()] if single else input_ids.tolist()
+        return rows, single
+    items = list(input_ids)
+    if items and all(isinstance(i, Sequence) or isinstance(i, torch.Tensor) for i in items):
+        return [[int(t) for t in row] for row in items], False
+    return [[int(t) for t in items]], True
+
+
+def check_prompts(prompts: list[list[int]], model: GPT2, settings: GenerationSettings) -> None:
     vocab, ctx = model.config.vocab_size, model.config.n_positions
-    bad = next((i for i in ids if not 0 <= i < vocab), None)
-    if bad is not None:
-        raise GenerationError(f"prompt token id {bad} is outside the vocabulary (0..{vocab - 1})")
-    if len(ids) >= ctx:
-        raise GenerationError(f"the prompt has {len(ids)} tokens; the model's context of {ctx} leaves no room "
-                              "to generate")
-    return ids
+    if not prompts:
+        raise GenerationError("no prompts given")
+    for i, ids in enumerate(prompts):
+        where = f"prompt {i + 1}" if len(prompts) > 1 else "the prompt"
+        if not ids:
+            raise GenerationError(f"{where} is empty: give at least one token "
+                                  "(unconditional samples start from <|endoftext|>)")
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise GenerationError(f"{where}: token id {bad} is outside the vocabulary (0..{vocab - 1})")
+        if len(ids) >= ctx:
+            raise GenerationError(f"{where} has {len(ids)} tokens; the model's context of {ctx} leaves no room "
+                                  "to generate")
+        if settings.max_length is not None and len(ids) >= settings.max_length:
+            raise GenerationError(f"{where} has {len(ids)} tokens; max-length {settings.max_length} leaves no "
+                                  "room to generate")
+    for name in ("bad_token_ids", "stop_token_ids"):
+        bad = next((t for t in getattr(settings, name) if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise GenerationError(f"{name.replace('_', '-')}: token id {bad} is outside the vocabulary")
+    if settings.num_beams > 1 and max(len(p) for p in prompts) + max(
+            settings.new_tokens_for(len(p)) for p in prompts) > ctx:
+        raise GenerationError(f"beam search cannot go past the model's context of {ctx} tokens; "
+                              "lower max-new-tokens")
 
 
-@torch.no_grad()
-def _next_logits(model: GPT2, ids: torch.Tensor, cache) -> torch.Tensor:
-    return model(ids, cache=cache, last_only=True)[:, -1].float()  # (B, V)
+def make_generator(settings: GenerationSettings, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    if settings.seed is not None:
+        generator.manual_seed(settings.seed)
+    else:
+        generator.seed()
+    return generator
 
 
-def decode(
-    model: GPT2, input_ids: Sequence[int] | torch.Tensor, settings: GenerationSettings
-) -> Iterator[torch.Tensor]:
-    """Yield the next token of each of `settings.num_samples` samples, shape (B,), per step.
+class Sampler:
+    """Greedy decoding or sampling for a batch of rows. Iterating yields, per step, each
+    row's new token (None for rows that have stopped); `reasons` says why each stopped."""
 
-    Samples that emitted `eos_token_id` keep receiving it until all have stopped.
-    """
-    prompt = prompt_ids(input_ids, model)
-    if settings.max_new_tokens == 0:
-        return
-    B, P, ctx = settings.num_samples, len(prompt), model.config.n_positions
-    device = model.device
-    tokens = torch.empty(B, P + settings.max_new_tokens, dtype=torch.long, device=device)
-    tokens[:, :P] = torch.tensor(prompt, device=device)
-    cache = model.new_cache(B, min(P + settings.max_new_tokens, ctx))
-    generator = None
-    if not settings.greedy:
-        generator = torch.Generator(device=device)
-        if settings.seed is not None:
-            generator.manual_seed(settings.seed)
-        else:
-            generator.seed()
-    steps = logits_steps.pipeline(settings)
-    eos = settings.eos_token_id
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    def __init__(self, model: GPT2, rows: list[list[int]], settings: GenerationSettings,
+                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None) -> None:
+        self.model, self.rows, self.settings = model, rows, settings
+        self.budgets = [settings.new_tokens_for(len(r)) for r in rows]
+        self.generator = generator
+        self.stops = StopCriteria(settings, self.budgets, token_bytes)
+        self.reasons: list[str | None] = [None] * len(rows)
 
-    logits = _next_logits(model, tokens[:, :P], cache)
-    n = P
-    for i in range(settings.max_new_tokens):
-        scores = logits_steps.apply(steps, tokens[:, :n], logits)
-        nxt = greedy(scores) if generator is None else sample(scores, generator)
-        if eos is not None:
-            nxt = nxt.masked_fill(finished, eos)
-            finished |= nxt == eos
-        tokens[:, n] = nxt
-        n += 1
-        yield nxt
-        if i == settings.max_new_tokens - 1 or (eos is not None and bool(finished.all())):
+    def __iter__(self) -> Iterator[list[int | None]]:
+        settings, rows = self.settings, self.rows
+        n_new = max(self.budgets)
+        if n_new == 0:
+            self.reasons = ["length"] * len(rows)
             return
-        if cache.length == cache.max_length:
-            keep = ctx * 3 // 4
-            cache.reset()
-            logits = _next_logits(model, tokens[:, n - keep:n], cache)
-        else:
-            logits = _next_logits(model, nxt[:, None], cache)
+        batch = Batch(self.model, rows, n_new, settings.pad_token_id)
+        steps = logits_steps.pipeline(settings, batch.width)
+        choose = CHOOSERS[settings.sampler]
+        done = torch.zeros(len(rows), dtype=torch.bool, device=self.model.device)
+        logits = batch.prefill()
+        for generated in range(1, n_new + 1):
+            scores = logits_steps.apply(steps, batch.ids() if steps else None, logits)
+            nxt = greedy(scores) if settings.greedy else choose(scores, self.generator)
+            nxt = nxt.masked_fill(done, settings.pad_token_id)
+            out: list[int | None] = []
+            for row, token in enumerate(nxt.tolist()):
+                if self.reasons[row] is not None:
+                    out.append(None)
+                    continue
+                out.append(token)
+                self.reasons[row] = self.stops.check(row, token, generated)
+            yield out
+            if all(r is not None for r in self.reasons):
+                return
+            done = torch.tensor([r is not None for r in self.reasons], device=done.device)
+            logits = batch.append(nxt)
 
 
-def generate(model: GPT2, input_ids: Sequence[int] | torch.Tensor, **settings: Any) -> list[list[int]]:
-    """Generated token ids (prompt excluded) of each sample. A sample that stopped on
-    `eos_token_id` ends with that id. Settings: see GenerationSettings."""
+def generate_all(model: GPT2, prompts: list[list[int]], settings: GenerationSettings,
+                 token_bytes: Callable[[int], bytes] | None = None) -> list[Generation]:
+    """Every generation for every prompt, prompt-major."""
+    from gpt2kit.generation.beam import beam_search
+
+    check_prompts(prompts, model, settings)
+    generator = None if settings.greedy else make_generator(settings, model.device)
+    results: list[Generation] = []
+    if settings.num_beams > 1:
+        per_batch = max(1, (settings.batch_size or len(prompts) * settings.num_beams) // settings.num_beams)
+        for start in range(0, len(prompts), per_batch):
+            chunk = prompts[start:start + per_batch]
+            for i, beams in enumerate(beam_search(model, chunk, settings, generator)):
+                results += [Generation(start + i, ids, reason) for ids, reason in beams]
+        return results
+    rows = [(i, p) for i, p in enumerate(prompts) for _ in range(settings.num_samples)]
+    per_batch = settings.batch_size or len(rows)
+    for start in range(0, len(rows), per_batch):
+        chunk = rows[start:start + per_batch]
+        sampler = Sampler(model, [p for _, p in chunk], settings, generator, token_bytes)
+        ids: list[list[int]] = [[] for _ in chunk]
+        for step in sampler:
+            for row, token in enumerate(step):
+                if token is not None:
+                    ids[row].append(token)
+        results += [Generation(i, row_ids, reason or "length")
+                    for (i, _), row_ids, reason in zip(chunk, ids, sampler.reasons, strict=True)]
+    return results
+
+
+def generate(model: GPT2, input_ids: Prompts, *, tokenizer: Any = None, **settings: Any) -> list[list[int]]:
+    """Generated token ids (prompt excluded) for each sample of each prompt, prompt-major.
+
+    `input_ids`: one prompt (list of ids, or a 1-D tensor) or several (list of lists, or a
+    2-D tensor). A generation that stopped on a stop token ends with it. `tokenizer` is needed
+    only for stop strings (default: GPT-2's). Settings: see GenerationSettings.
+    """
     config = settings_from(settings)
-    out: list[list[int]] = [[] for _ in range(config.num_samples)]
-    done = [False] * config.num_samples
-    for nxt in decode(model, input_ids, config):
-        for row, token in enumerate(nxt.tolist()):
-            if not done[row]:
-                out[row].append(token)
-                done[row] = token == config.eos_token_id
-    return out
+    prompts, _ = as_prompts(input_ids)
+    token_bytes = None
+    if config.stop:
+        from gpt2kit.tokenizer import Tokenizer
+
+        token_bytes = (tokenizer or Tokenizer.from_pretrained()).token_bytes
+    return [g.token_ids for g in generate_all(model, prompts, config, token_bytes)]

@@ -2,45 +2,132 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 from gpt2kit.config import EOT_TOKEN_ID
 from gpt2kit.errors import GenerationError
 
+SAMPLERS = ("multinomial", "gumbel")
+
 
 @dataclass
 class GenerationSettings:
-    max_new_tokens: int = 64
+    # ---- length --------------------------------------------------------------------------------
+    max_new_tokens: int | None = 64  # None: decided by max_length
+    max_length: int | None = None  # prompt + generated tokens (Texar's max_decoding_length); the smaller wins
+    min_new_tokens: int = 0  # end-of-text and stop tokens are banned until this many are generated
+    # ---- choice of the next token --------------------------------------------------------------
     temperature: float = 1.0  # 0 means greedy
-    top_k: int = 0  # 0 means no top-k filtering
-    top_p: float = 1.0  # 1 means no nucleus filtering
-    num_samples: int = 1
+    top_k: int = 0  # 0 disables
+    top_p: float = 1.0  # 1 disables
+    typical_p: float = 1.0  # 1 disables
+    min_p: float = 0.0  # 0 disables
+    sampler: str = "multinomial"  # or "gumbel": the Gumbel-max trick, same distribution
+    # ---- penalties and bans ----------------------------------------------------------------------
+    repetition_penalty: float = 1.0  # CTRL's penalty on every token already in the sequence; 1 disables
+    frequency_penalty: float = 0.0  # subtracted once per earlier occurrence of a generated token
+    presence_penalty: float = 0.0  # subtracted once if a token was generated before
+    no_repeat_ngram_size: int = 0  # no n-gram of this size appears twice; 0 disables
+    bad_token_ids: Sequence[int] = ()  # never generated
+    logits_hooks: Sequence[Callable] = ()  # user steps (ids, logits) -> logits, run after the bans
+    # ---- beam search -----------------------------------------------------------------------------
+    num_beams: int = 1
+    length_penalty: float = 1.0  # beam score = sum of log-probs / length ** length_penalty
+    early_stopping: bool | str = False  # True, False or "never", as in transformers
+    num_return_sequences: int = 1  # best beams returned per prompt
+    # ---- stopping --------------------------------------------------------------------------------
+    eos_token_id: int | None = EOT_TOKEN_ID  # None: never stop on end-of-text
+    stop_token_ids: Sequence[int] = ()
+    stop: Sequence[str] = ()  # stop strings, found across token boundaries and cut from the text
+    # ---- batching and randomness -----------------------------------------------------------------
+    num_samples: int = 1  # samples per prompt (sampling and greedy decoding)
+    batch_size: int | None = None  # rows per forward pass; None: all at once
     seed: int | None = None
-    eos_token_id: int | None = EOT_TOKEN_ID  # None: never stop early
+    pad_token_id: int = EOT_TOKEN_ID
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
-            raise GenerationError(f"max-new-tokens must be an integer >= 0, got {self.max_new_tokens!r}")
+        def integer(name: str, minimum: int, allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise GenerationError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+
+        integer("max_new_tokens", 0, allow_none=True)
+        integer("max_length", 1, allow_none=True)
+        integer("min_new_tokens", 0)
+        integer("top_k", 0)
+        integer("no_repeat_ngram_size", 0)
+        integer("num_beams", 1)
+        integer("num_return_sequences", 1)
+        integer("num_samples", 1)
+        integer("batch_size", 1, allow_none=True)
+        if self.max_new_tokens is None and self.max_length is None:
+            raise GenerationError("give max-new-tokens or max-length")
         if self.temperature < 0:
             raise GenerationError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise GenerationError(f"top-k must be an integer >= 0 (0 disables it), got {self.top_k!r}")
-        if not 0 < self.top_p <= 1:
-            raise GenerationError(f"top-p must be in (0, 1], got {self.top_p}")
-        if not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise GenerationError(f"num-samples must be an integer >= 1, got {self.num_samples!r}")
+        for name in ("top_p", "typical_p"):
+            if not 0 < getattr(self, name) <= 1:
+                raise GenerationError(f"{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
+        if not 0 <= self.min_p < 1:
+            raise GenerationError(f"min-p must be in [0, 1), got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise GenerationError(f"repetition-penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
+        if self.sampler not in SAMPLERS:
+            raise GenerationError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.early_stopping not in (True, False, "never"):
+            raise GenerationError(f"early-stopping must be true, false or 'never', got {self.early_stopping!r}")
+        if self.num_return_sequences > self.num_beams:
+            raise GenerationError(f"num-return-sequences ({self.num_return_sequences}) cannot exceed "
+                                  f"num-beams ({self.num_beams})")
+        if self.num_beams > 1 and self.num_samples > 1:
+            raise GenerationError("num-samples applies to sampling; with beam search use num-return-sequences")
+        if self.num_beams > 1 and self.stop:
+            raise GenerationError("stop strings work with sampling and greedy decoding, not with beam search")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise GenerationError("stop strings must be non-empty text")
+        self.stop = tuple(self.stop)
+        self.stop_token_ids = tuple(int(t) for t in self.stop_token_ids)
+        self.bad_token_ids = tuple(int(t) for t in self.bad_token_ids)
+        self.logits_hooks = tuple(self.logits_hooks)
+        if any(not callable(h) for h in self.logits_hooks):
+            raise GenerationError("logits hooks must be callables (ids, logits) -> logits")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def new_tokens_for(self, prompt_length: int) -> int:
+        """Tokens to generate after a prompt of this length (max_length counts the prompt)."""
+        limits = [n for n in (self.max_new_tokens,) if n is not None]
+        if self.max_length is not None:
+            limits.append(self.max_length - prompt_length)
+        return max(0, min(limits))
+
+    def stop_ids(self) -> set[int]:
+        ids = set(self.stop_token_ids)
+        if self.eos_token_id is not None:
+            ids.add(self.eos_token_id)
+        return ids
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-friendly values (hooks are named, not serialised)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "logits_hooks":
+                value = [getattr(h, "__name__", repr(h)) for h in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
 
 
-def settings_from(kwargs: dict) -> GenerationSettings:
+def settings_from(kwargs: dict[str, Any]) -> GenerationSettings:
     """GenerationSettings from keyword arguments, refusing unknown names with one line."""
-    known = set(GenerationSettings.__dataclass_fields__)
+    known = {f.name for f in fields(GenerationSettings)}
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise GenerationError(f"unknown generation setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")

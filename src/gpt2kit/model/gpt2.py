@@ -88,6 +88,7 @@ class GPT2(nn.Module):
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self._packed_head = None  # set by pack_weights()
         if not any(p.is_meta for p in self.parameters()):
             self.reset_parameters()
 
@@ -192,7 +193,33 @@ class GPT2(nn.Module):
         h = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
         if last_only:
             h = h[:, -1:]
+        head = self._packed_head
+        if head is not None and head.weight is self.wte.weight and head.usable(h):
+            return head.linear(h, None)
         return F.linear(h, self.wte.weight)  # tied LM head
+
+    def pack_weights(self) -> bool:
+        """Add oneDNN-packed copies of the weights for faster no-grad CPU inference (call after
+        choosing dtype and device). Training, saving and autograd still use the plain weights.
+        Returns False (and changes nothing) where packing is unavailable."""
+        from gpt2kit.model.packing import PACKABLE_DTYPES, PackedWeight, pack_linear, packing_available
+
+        if not packing_available() or self.device.type != "cpu" or self.dtype not in PACKABLE_DTYPES:
+            return False
+        for block in self.h:
+            for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                pack_linear(linear)
+        self._packed_head = PackedWeight(self.wte.weight)
+        return True
+
+    def unpack_weights(self) -> None:
+        """Drop the packed copies (before changing dtype or device, or to free their memory)."""
+        from gpt2kit.model.packing import unpack_linear
+
+        for block in self.h:
+            for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                unpack_linear(linear)
+        self._packed_head = None
 
     @staticmethod
     def _attention_mask(

@@ -1,0 +1,109 @@
+"""`gpt2kit generate` end to end: streaming, batches, JSONL output, every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt2kit import GPT2, Tokenizer, complete, generate
+from helpers import assert_user_error, run_cli
+
+
+def test_greedy_stream_equals_library(model_dir):
+    result = run_cli("generate", "--model", str(model_dir), "--prompt", "The King said", "--max-new-tokens", "12",
+                     "--temperature", "0")
+    assert result.returncode == 0, result.stderr
+    tok = Tokenizer.from_pretrained()
+    ids = generate(GPT2.from_pretrained(model_dir), tok.encode("The King said"), max_new_tokens=12, temperature=0)[0]
+    if ids and ids[-1] == 50256:
+        ids = ids[:-1]
+    assert result.stdout == "The King said" + tok.decode(ids) + "\n"
+    assert "random, untrained weights" in result.stderr
+
+
+def test_samples_are_seeded(model_dir):
+    args = ("generate", "--model", str(model_dir), "--max-new-tokens", "8", "--num-samples", "2", "--top-k", "40",
+            "--top-p", "0.9", "--temperature", "0.8", "--batch-size", "1")
+    a, b = run_cli(*args, "--seed", "1"), run_cli(*args, "--seed", "1")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout
+    assert a.stdout.count("======== sample") == 2
+
+
+def test_prompt_file_to_jsonl(model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("In the beginning\n\nAnd God said\nLet there be\n", encoding="utf-8")
+    out = tmp_path / "out" / "samples.jsonl"
+    result = run_cli("generate", "--model", str(model_dir), "--prompt-file", str(prompts), "--num-beams", "3",
+                     "--num-return-sequences", "2", "--temperature", "0", "--max-new-tokens", "6",
+                     "--repetition-penalty", "1.2", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["prompt"] for r in rows] == ["In the beginning"] * 2 + ["And God said"] * 2 + ["Let there be"] * 2
+    assert rows[0]["settings"]["num_beams"] == 3 and rows[0]["settings"]["repetition_penalty"] == 1.2
+    expected = complete(GPT2.from_pretrained(model_dir), Tokenizer.from_pretrained(),
+                        ["In the beginning", "And God said", "Let there be"], num_beams=3, num_return_sequences=2,
+                        temperature=0, max_new_tokens=6, repetition_penalty=1.2)
+    assert [(r["text"], r["token_ids"]) for r in rows] == [(c.text, c.token_ids) for c in expected]
+
+
+def test_stop_string_is_cut(model_dir):
+    args = ("generate", "--model", str(model_dir), "--prompt", "Hi", "--max-new-tokens", "20", "--seed", "9",
+            "--no-stop")
+    full = run_cli(*args).stdout.rstrip("\n")
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    cut = run_cli(*args, "--stop", stop)
+    assert cut.returncode == 0, cut.stderr
+    assert cut.stdout == full[: full.find(stop)] + "\n"
+
+
+def test_unconditional_bf16_and_long_output(model_dir):
+    result = run_cli("generate", "--model", str(model_dir), "--unconditional", "--dtype", "bf16",
+                     "--max-new-tokens", "300", "--no-stop", "--seed", "0", "--output", "-")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout.splitlines()[0])
+    assert row["prompt"] == "" and len(row["token_ids"]) == 300  # past the tiny model's 128-token context
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (("--temperature", "-1"), ("temperature",)),
+        (("--top-p", "0"), ("top-p",)),
+        (("--top-p", "1.5"), ("top-p",)),
+        (("--top-k", "-3"), ("top-k",)),
+        (("--num-beams", "0"), ("num-beams",)),
+        (("--num-beams", "2", "--num-return-sequences", "3"), ("cannot exceed",)),
+        (("--max-new-tokens", "-1"), ("max-new-tokens",)),
+        (("--num-samples", "0"), ("num-samples",)),
+        (("--dtype", "fp8"), ("--dtype", "invalid choice")),
+        (("--early-stopping", "maybe"), ("early-stopping",)),
+        (("--prompt", "word " * 200), ("leaves no room",)),
+        (("--prompt", "a b c", "--max-length", "2"), ("max-length",)),
+    ],
+)
+def test_refuses_bad_settings(model_dir, args, fragments):
+    assert_user_error(run_cli("generate", "--model", str(model_dir), *args), *fragments)
+
+
+def test_refuses_bad_prompt_files(model_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(empty)), "no prompts")
+    assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(tmp_path / "nope.txt")),
+                      "not found")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(binary)), "not UTF-8")
+
+
+def test_every_flag_has_help():
+    from gpt2kit.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+    assert "greedy" in sub.choices["generate"].format_help()
