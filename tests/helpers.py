@@ -71,3 +71,18 @@ def assert_user_error(result, *fragments: str) -> None:
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def hf_from_arrays(arrays: dict, names: dict, config: GPT2Config):
+    """A transformers GPT2LMHeadModel holding reference arrays (file name -> numpy array), mapped by
+    `names` (transformers name -> file name). Conv1D weights are [in, out] in every format, so only
+    the leading 1 of OpenAI's is squeezed: an independent path from gpt2kit's loaders."""
+    import transformers
+
+    model = transformers.GPT2LMHeadModel(hf_config(config)).eval()
+    state = {k: torch.from_numpy(arrays[v].reshape(model.state_dict()[k].shape).copy()).float()
+             for k, v in names.items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    missing, _ = model.load_state_dict(state, strict=False)
+    assert not [m for m in missing if not m.endswith((".attn.bias", ".attn.masked_bias"))], missing
+    return model

@@ -202,3 +202,28 @@ def test_gumbel_sampler_in_generate(tiny_model):
     a = generate(tiny_model, [1, 2], max_new_tokens=8, sampler="gumbel", seed=3, top_k=20)
     assert a == generate(tiny_model, [1, 2], max_new_tokens=8, sampler="gumbel", seed=3, top_k=20)
     assert a != generate(tiny_model, [1, 2], max_new_tokens=8, seed=3, top_k=20)  # another way to draw
+
+
+def test_gumbel_softmax_decode_is_differentiable(tiny_model):
+    from gpt2kit.generation.gumbel import gumbel_softmax_decode
+
+    out = gumbel_softmax_decode(tiny_model, [[1, 2, 3], [4, 5, 6]], max_new_tokens=5, tau=0.5, hard=True, seed=0)
+    assert out.token_ids.shape == (2, 5) and out.soft_tokens.shape == (2, 5, 50257)
+    assert torch.equal(out.soft_tokens.sum(-1), torch.ones(2, 5))  # exactly one-hot forward values
+    assert torch.equal(out.soft_tokens.argmax(-1), out.token_ids)
+    # hard one-hot embeddings are the token embeddings, so the plain model agrees on every step's input
+    (out.soft_tokens * torch.randn(50257)).sum().backward()
+    assert tiny_model.h[0].attn.c_attn.weight.grad.abs().sum() > 0
+    again = gumbel_softmax_decode(tiny_model, [[1, 2, 3], [4, 5, 6]], max_new_tokens=5, tau=0.5, hard=True, seed=0)
+    assert torch.equal(again.token_ids, out.token_ids)
+
+
+def test_gumbel_softmax_samples_follow_the_softmax():
+    from gpt2kit.generation.sampling import gumbel_softmax
+
+    logits = torch.tensor([[1.5, 0.5, 0.0, -1.0]]).expand(20000, 4)
+    y = gumbel_softmax(logits, tau=0.7, hard=True, generator=torch.Generator().manual_seed(1))
+    freq = y.sum(0) / 20000
+    assert torch.allclose(freq, logits[0].softmax(-1), atol=0.015)
+    soft = gumbel_softmax(logits[:5], tau=5.0, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(soft.sum(-1), torch.ones(5)) and soft.max() < 0.9  # a high tau is smooth

@@ -62,7 +62,7 @@ def load(args: argparse.Namespace) -> tuple[GPT2, Tokenizer]:
     model = GPT2.from_pretrained(args.model, dtype=DTYPES[args.dtype], device=resolve_device(args.device))
     model.pack_weights()  # faster CPU decoding; a no-op elsewhere
     note_model(model, args.model)
-    return model, Tokenizer.from_pretrained(model.source)
+    return model, Tokenizer.for_model(model.source)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,10 +6,13 @@ import argparse
 import sys
 
 from gpt2kit import __version__
-from gpt2kit.cli import chat, generate, models
+from gpt2kit.cli import chat, generate, models, weights
 from gpt2kit.errors import GPT2KitError
 
-COMMANDS = (generate.add_parser, chat.add_parser, models.add_info_parser, models.add_init_parser)
+COMMANDS = (
+    generate.add_parser, chat.add_parser, models.add_info_parser, models.add_init_parser,
+    weights.add_convert_parser, weights.add_download_parser,
+)
 
 
 class Parser(argparse.ArgumentParser):

@@ -23,8 +23,10 @@ def run_info(args: argparse.Namespace) -> int:
     info = describe_model(args.model)
     c = info["config"]
     print(f"model       {info['path']}")
-    if info["metadata"].get("origin"):
-        print(f"origin      {info['metadata']['origin']}")
+    print(f"format      {info['format']}")
+    origin = info["metadata"].get("origin") or info["metadata"].get("converted_from")
+    if origin:
+        print(f"origin      {origin}")
     print(f"parameters  {info['parameters']:,}")
     print(f"dtype       {info['dtype']}")
     print(f"shape       {c.n_layer} layers, {c.n_head} heads, {c.n_embd} embedding, "

@@ -80,7 +80,7 @@ def ban_tokens(token_ids: Sequence[int]) -> LogitsStep:
 
     def step(ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         out = logits.clone()
-        out[:, index.to(logits.device)] = NEG_INF
+        out[:, index[index < logits.shape[-1]].to(logits.device)] = NEG_INF  # ids past a small vocabulary
         return out
 
     return step

@@ -119,11 +119,12 @@ class GPT2(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, dtype: torch.dtype | None = None,
-                        device: torch.device | str | None = None) -> GPT2:
-        """Load a model folder (gpt2kit / Hugging Face layout) or a published name such as `gpt2`."""
+                        device: torch.device | str | None = None, fmt: str = "auto") -> GPT2:
+        """Load a model folder or file (Hugging Face / gpt2kit, OpenAI TensorFlow checkpoint,
+        MindSpore .ckpt; the format is detected) or a published name such as `gpt2`."""
         from gpt2kit.weights import load_model
 
-        return load_model(name_or_path, dtype=dtype, device=device)
+        return load_model(name_or_path, dtype=dtype, device=device, fmt=fmt)
 
     def save_pretrained(self, path: str | Path, *, metadata: dict | None = None) -> Path:
         """Write a Hugging Face-compatible folder: config, safetensors weights, tokenizer files."""
@@ -149,8 +150,9 @@ class GPT2(nn.Module):
 
     def hidden_states(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         *,
+        inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
@@ -159,9 +161,13 @@ class GPT2(nn.Module):
 
         attention_mask (B, past + T) marks real tokens with 1 and padding with 0; when it is
         given without position_ids, positions count real tokens only, so a left-padded
-        prompt sees the same positions as it would alone.
+        prompt sees the same positions as it would alone. `inputs_embeds` (B, T, n_embd) replaces
+        `input_ids` with the caller's token embeddings (soft mixtures, in Gumbel-softmax decoding).
         """
-        B, T = input_ids.shape
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        B, T = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
         past = cache.length if cache is not None else 0
         if past + T > self.config.n_positions:
             raise ValueError(f"sequence of {past + T} tokens exceeds the context of {self.config.n_positions}")
@@ -169,10 +175,11 @@ class GPT2(nn.Module):
             if attention_mask is not None:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
             else:
-                position_ids = torch.arange(past, past + T, device=input_ids.device).unsqueeze(0)
-        mask, is_causal = self._attention_mask(attention_mask, B, T, past, input_ids.device)
+                position_ids = torch.arange(past, past + T, device=device).unsqueeze(0)
+        mask, is_causal = self._attention_mask(attention_mask, B, T, past, device)
 
-        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
+        tokens = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
+        x = self.drop(tokens + self.wpe(position_ids))  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(x, mask, is_causal, cache, i)
         if cache is not None:
@@ -181,8 +188,9 @@ class GPT2(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         *,
+        inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
@@ -190,7 +198,8 @@ class GPT2(nn.Module):
     ) -> torch.Tensor:
         """Logits (B, T, vocab); with last_only, (B, 1, vocab) for the last position only,
         which is all that decoding needs and saves a (T x vocab) projection."""
-        h = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
+        h = self.hidden_states(input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                               position_ids=position_ids, cache=cache)
         if last_only:
             h = h[:, -1:]
         head = self._packed_head

@@ -97,6 +97,16 @@ class Tokenizer:
         wanted = " or ".join(f"{v} + {m}" for v, m in FILE_PAIRS)
         raise TokenizerError(f"{folder}: no tokenizer files (looked for {wanted})")
 
+    @classmethod
+    def for_model(cls, path: str | Path) -> Tokenizer:
+        """The tokenizer files stored with a model (folder or checkpoint file), or GPT-2's
+        shipped vocabulary when it has none (MindSpore checkpoints, bare TF checkpoints)."""
+        folder = Path(path)
+        folder = folder if folder.is_dir() else folder.parent
+        if any((folder / v).is_file() and (folder / m).is_file() for v, m in FILE_PAIRS):
+            return cls.from_pretrained(folder)
+        return cls.from_pretrained()
+
     # ---- text -> ids ----------------------------------------------------------------------
 
     def encode(self, text: str, *, allow_special: bool = False) -> list[int]:

@@ -1,6 +1,6 @@
-"""Model folders: load and save (gpt2kit's own format is Hugging Face's)."""
+"""Model files: load and save every supported format (gpt2kit's own format is Hugging Face's)."""
 
-from gpt2kit.weights.folder import load_model, save_model
+from gpt2kit.weights.folder import detect_format, load_model, read_checkpoint, save_model
 from gpt2kit.weights.resolve import resolve_model_path
 
-__all__ = ["load_model", "resolve_model_path", "save_model"]
+__all__ = ["detect_format", "load_model", "read_checkpoint", "resolve_model_path", "save_model"]

@@ -1,7 +1,9 @@
-"""Load and save model folders.
+"""Load and save models in any supported format.
 
-Loading builds the model on the meta device and assigns the file's tensors, so no
-random initialisation runs and no second copy of the weights is made.
+Loading detects the format from the files (Hugging Face folder, OpenAI TensorFlow
+checkpoint, MindSpore .ckpt), reads our state dict through the format's key map
+(layouts.py), builds the model on the meta device and assigns the tensors: no random
+initialisation runs and no second copy of the weights is made.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +21,67 @@ import torch
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
-from gpt2kit.weights.hf import (
-    TRANSPOSED,
-    WEIGHT_FILES,
-    find_weights_file,
-    from_hf_name,
-    read_weights,
-    write_safetensors,
-)
+from gpt2kit.weights.hf import WEIGHT_FILES, find_weights_file, open_weights, write_safetensors
+from gpt2kit.weights.layouts import collect
 from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
+FORMATS = ("hf", "openai", "mindspore")
+
+
+def detect_format(path: Path) -> str:
+    """Which format a file or folder holds; the error lists what was looked for."""
+    if path.is_file():
+        if path.suffix == ".ckpt":
+            return "mindspore"
+        raise WeightsError(f"{path}: a file in no known format (a MindSpore checkpoint ends in .ckpt; other "
+                           "formats are folders)")
+    if (path / "config.json").is_file() or find_weights_file(path) is not None:
+        return "hf"
+    if (path / "hparams.json").is_file() or (path / "checkpoint").is_file() or any(path.glob("*.ckpt.index")):
+        return "openai"
+    if any(path.glob("*.ckpt")):
+        return "mindspore"
+    raise WeightsError(
+        f"{path}: no model in a known format (looked for config.json + {' / '.join(WEIGHT_FILES)} (Hugging Face), "
+        "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore))")
+
+
+def _read_hf(folder: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise WeightsError(f"{folder}: no config.json (a model folder holds config.json and model.safetensors)")
+    config = GPT2Config.from_hf_dict(read_json(config_path), source=str(config_path))
+    weights = find_weights_file(folder)
+    if weights is None:
+        raise WeightsError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
+    source, layout = open_weights(weights)
+    return config, collect(layout, source, config, weights, "config.json", dtype)
+
+
+def _readers() -> dict[str, Callable]:
+    from gpt2kit.weights.mindspore import read_mindspore
+    from gpt2kit.weights.openai import read_openai
+
+    return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore}
+
+
+def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None
+                    ) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
+    """Config, our state dict, and the format of a checkpoint."""
+    if fmt == "auto":
+        fmt = detect_format(path)
+    elif fmt not in FORMATS:
+        raise WeightsError(f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}")
+    config, state = _readers()[fmt](path, dtype)
+    return config, state, fmt
+
+
+def model_from_state(config: GPT2Config, state: dict[str, torch.Tensor]) -> GPT2:
+    with torch.device("meta"):
+        model = GPT2(config)
+    model.load_state_dict(state, assign=True)
+    return model.eval()
 
 
 def load_model(
@@ -36,58 +89,42 @@ def load_model(
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    fmt: str = "auto",
 ) -> GPT2:
-    """A GPT2 from a model folder or a published name; fp32 unless `dtype` says otherwise."""
-    folder = resolve_model_path(name_or_path)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise WeightsError(f"{folder}: no config.json (a model folder holds config.json and model.safetensors)")
-    raw = read_json(config_path)
-    config = GPT2Config.from_hf_dict(raw, source=str(config_path))
-    weights_path = find_weights_file(folder)
-    if weights_path is None:
-        raise WeightsError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
-    tensors = read_weights(weights_path)
-
-    with torch.device("meta"):
-        model = GPT2(config)
-    state = _match_state_dict(model, tensors, weights_path, dtype or torch.float32)
-    model.load_state_dict(state, assign=True)
+    """A GPT2 from a model folder or file in any supported format, or a published name;
+    fp32 unless `dtype` says otherwise."""
+    path = resolve_model_path(name_or_path)
+    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32)
+    model = model_from_state(config, state)
+    raw = read_json(path / "config.json") if fmt == "hf" else {}
     model.metadata = raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {}
-    model.source = str(folder)
-    model.eval()
+    model.source = str(path)
+    model.source_format = fmt
     return model.to(device) if device is not None else model
 
 
-def _match_state_dict(
-    model: GPT2, tensors: dict[str, torch.Tensor], path: Path, dtype: torch.dtype
-) -> dict[str, torch.Tensor]:
-    """The file's tensors under our names, checked one by one against the config's shapes."""
-    expected = model.state_dict()
-    state: dict[str, torch.Tensor] = {}
-    for file_name, tensor in tensors.items():
-        name = from_hf_name(file_name)
-        if name is None:
-            continue
-        if name not in expected:
-            raise WeightsError(f"{path}: unexpected tensor '{file_name}' (not part of a GPT-2 language model)")
-        want = tuple(expected[name].shape)
-        transposed = name.endswith(TRANSPOSED)
-        file_want = tuple(reversed(want)) if transposed else want
-        if tuple(tensor.shape) != file_want:
-            raise WeightsError(
-                f"{path}: tensor '{file_name}' has shape {tuple(tensor.shape)}, the config implies {file_want}"
-            )
-        if transposed:
-            tensor = tensor.t()
-        if not tensor.is_floating_point():
-            raise WeightsError(f"{path}: tensor '{file_name}' has dtype {tensor.dtype}, expected floating point")
-        state[name] = tensor.to(dtype).contiguous()
-    missing = [n for n in expected if n not in state]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise WeightsError(f"{path}: missing tensor '{missing[0]}'{more}")
-    return state
+def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` on a temporary folder beside `path`, then move its files into place.
+
+    A new folder appears by one rename; into an existing one, files move one by one with
+    os.replace (weights last), so an interruption never leaves a half-written file under its
+    real name and never touches files the folder held besides ours.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        if not path.exists():
+            os.rename(tmp, path)
+        else:
+            if not path.is_dir():
+                raise WeightsError(f"{path}: exists and is not a folder")
+            names = sorted(os.listdir(tmp), key=lambda n: ("safetensors" in n or ".data-" in n, n))
+            for name in names:
+                os.replace(tmp / name, path / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def save_model(
@@ -96,34 +133,30 @@ def save_model(
     *,
     tokenizer: Any = None,
     metadata: dict[str, Any] | None = None,
+    fmt: str = "hf",
+    dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write config.json, model.safetensors, generation_config.json and tokenizer files.
-
-    Files are written to a temporary folder first and moved into place one by one with
-    os.replace, so an interruption never leaves a half-written file under its real name.
-    """
+    """Write a model folder: Hugging Face layout (config.json, model.safetensors,
+    generation_config.json, tokenizer files) or OpenAI's TensorFlow layout (fmt="openai")."""
     from gpt2kit.tokenizer import Tokenizer
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer or Tokenizer.from_pretrained()
     metadata = {**getattr(model, "metadata", {}), **(metadata or {})}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype or v.dtype) for k, v in model.state_dict().items()}
+
+    def write_hf(tmp: Path) -> None:
         write_safetensors(state, tmp / "model.safetensors")
         model.config.save(tmp / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
         generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
         tokenizer.save_pretrained(tmp)
-        if not path.exists():
-            os.rename(tmp, path)
-        else:
-            path.mkdir(exist_ok=True)
-            # weights last: a folder is loadable only once its config matches its weights
-            names = sorted(os.listdir(tmp), key=lambda n: n == "model.safetensors")
-            for name in names:
-                os.replace(tmp / name, path / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+    def write_openai_folder(tmp: Path) -> None:
+        from gpt2kit.weights.openai import write_openai
+
+        write_openai(state, model.config, tmp, tokenizer)
+
+    writers = {"hf": write_hf, "openai": write_openai_folder}
+    if fmt not in writers:
+        raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(writers)}")
+    return atomic_folder(Path(path), writers[fmt])

@@ -1,83 +1,81 @@
-"""Hugging Face model folders: the names and layout of GPT2LMHeadModel's tensors.
+"""Hugging Face model folders: safetensors (single or sharded) and pytorch_model.bin.
 
 A gpt2kit model folder *is* such a folder: config.json, model.safetensors,
-generation_config.json and the tokenizer files. The key map is declarative; the
-Conv1D transpose ([in, out] on disk, [out, in] in nn.Linear) happens here only.
+generation_config.json and the tokenizer files. Names and shapes: layouts.HF.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from gpt2kit.errors import WeightsError
+from gpt2kit.weights.layouts import HF, HF_BASE, DictSource, Layout, TensorSource
 
-PREFIX = "transformer."
-# Conv1D weights stored [in, out]; nn.Linear wants [out, in].
-TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-# Tensors a Hugging Face file may hold that are not weights of ours: causal-mask buffers,
-# and the LM head, which GPT-2 ties to wte.
-IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-IGNORED = ("lm_head.weight",)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-
-
-def to_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """gpt2kit names/layout -> GPT2LMHeadModel's."""
-    out = {}
-    for name, t in state_dict.items():
-        if name.endswith(TRANSPOSED):
-            t = t.t()
-        out[PREFIX + name] = t.contiguous()
-    return out
-
-
-def from_hf_name(name: str) -> str | None:
-    """GPT2LMHeadModel (or GPT2Model) name -> ours; None for tensors that are not weights."""
-    if name in IGNORED or name.endswith(IGNORED_SUFFIXES):
-        return None
-    return name.removeprefix(PREFIX)
 
 
 def find_weights_file(folder: Path) -> Path | None:
     return next((folder / f for f in WEIGHT_FILES if (folder / f).is_file()), None)
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file, a sharded safetensors index, or a pytorch_model.bin
-    (unpickled with weights_only=True: never arbitrary objects), under their file names."""
+def _corrupt(path: Path, err: Exception, kind: str) -> WeightsError:
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return WeightsError(f"{path}: corrupt or truncated {kind} file ({detail[:160]})")
+
+
+class SafetensorsSource:
+    """Tensors of one or more safetensors files, read lazily (memory-mapped)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.where: dict[str, Path] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for path in paths:
+            if not path.is_file():
+                raise WeightsError(f"{path}: weights file not found")
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    for name in f.keys():  # noqa: SIM118 (safe_open has no iterator)
+                        self.where[name] = path
+                        self.shapes[name] = tuple(f.get_slice(name).get_shape())
+            except (SafetensorError, OSError) as err:
+                raise _corrupt(path, err, "safetensors") from None
+
+    def names(self) -> list[str]:
+        return list(self.where)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def load(self, name: str) -> torch.Tensor:
+        path = self.where[name]
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return f.get_tensor(name)
+        except (SafetensorError, OSError) as err:
+            raise _corrupt(path, err, "safetensors") from None
+
+
+def open_weights(path: Path) -> tuple[TensorSource, Layout]:
+    """The tensors of a Hugging Face weights file and the naming they use."""
     if path.name.endswith(".index.json"):
-        return _read_sharded(path)
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    return _read_torch_bin(path)
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
-    except (SafetensorError, OSError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise WeightsError(f"{path}: corrupt or truncated safetensors file ({detail})") from None
-
-
-def _read_sharded(index: Path) -> dict[str, torch.Tensor]:
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-        raise WeightsError(f"{index}: malformed shard index (expected a JSON object with 'weight_map')") from None
-    tensors: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        tensors.update(_read_safetensors(index.parent / shard))
-    return tensors
+        try:
+            weight_map = json.loads(path.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            raise WeightsError(f"{path}: malformed shard index (expected a JSON object with 'weight_map')") from None
+        source: TensorSource = SafetensorsSource([path.parent / s for s in sorted(set(weight_map.values()))])
+    elif path.suffix == ".safetensors":
+        source = SafetensorsSource([path])
+    else:
+        source = DictSource(_read_torch_bin(path))
+    # GPT2LMHeadModel prefixes "transformer."; GPT2Model (as the hub's gpt2 repos store it) does not
+    layout = HF if any(n.startswith("transformer.") for n in source.names()) else HF_BASE
+    return source, layout
 
 
 def _read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
@@ -90,12 +88,33 @@ def _read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
             f"(only plain state dicts load; {first[:120]})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise WeightsError(f"{path}: corrupt or truncated PyTorch file ({detail[:160]})") from None
+        raise _corrupt(path, err, "PyTorch") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path}: expected a state dict of tensors, got {type(data).__name__}")
     return data
 
 
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
 def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    save_file(to_hf(state_dict), str(path), metadata={"format": "pt"})
+    """Stream a safetensors file, one converted tensor in memory at a time (the library's
+    save_file serialises everything at once, which triples peak memory for large models)."""
+    items = sorted((HF.file_name(k), k) for k in state_dict)
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for file_name, ours in items:
+        t = state_dict[ours]
+        if t.dtype not in SAFETENSORS_DTYPES:
+            raise WeightsError(f"cannot write tensor '{ours}' of dtype {t.dtype} to safetensors")
+        size = t.numel() * t.element_size()
+        header[file_name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(HF.file_shape(ours, tuple(t.shape))),
+                             "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(blob)) + blob)
+        for _, ours in items:
+            t = HF.to_file(ours, state_dict[ours].detach()).to("cpu").contiguous()
+            f.write(t.reshape(-1).view(torch.uint8).numpy())  # buffer protocol: no extra copy

@@ -22,9 +22,7 @@ HUB_FILES = [
 def resolve_model_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise ModelNotFoundError(f"{path}: is a file; expected a model folder")
-        return path
+        return path  # a folder, or a single-file checkpoint (MindSpore .ckpt)
     name = ALIASES.get(str(name_or_path), str(name_or_path))
     if name in HUB_REPOS:
         return hub_snapshot(name, HUB_REPOS[name])

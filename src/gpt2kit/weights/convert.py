@@ -1,0 +1,31 @@
+"""Convert between checkpoint formats: any readable format -> a complete model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gpt2kit.errors import WeightsError
+from gpt2kit.weights.folder import model_from_state, read_checkpoint, save_model
+from gpt2kit.weights.resolve import resolve_model_path
+
+WRITABLE = ("hf", "openai")
+
+
+def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_format: str = "hf",
+            dtype: torch.dtype | None = None, overwrite: bool = False) -> Path:
+    """Read `src` (format detected unless given), write a complete folder in `dst_format`
+    (weights, config and tokenizer files). dtype None keeps the stored dtype."""
+    if dst_format not in WRITABLE:
+        raise WeightsError(f"cannot write format {dst_format!r}; writable: {', '.join(WRITABLE)}")
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+        raise WeightsError(f"{dst}: already exists and is not empty (pass --overwrite to replace its model files)")
+    path = resolve_model_path(src)
+    config, state, fmt = read_checkpoint(path, src_format, dtype)
+    model = model_from_state(config, state)
+    from gpt2kit.tokenizer import Tokenizer
+
+    return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format,
+                      metadata={"converted_from": f"{fmt}: {path}"} if dst_format == "hf" else None)

@@ -1,0 +1,146 @@
+"""Downloading the published models: OpenAI's TensorFlow folders, or Hugging Face repos.
+
+OpenAI's files are fetched over HTTP with resumable range requests into `.part` files
+inside a hidden staging folder next to the destination; sizes are checked against the
+server's Content-Length (and MD5, where the storage publishes one); only when every file
+is complete does the finished folder take its name. An interrupted download leaves its
+`.part` files, and running the same command again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gpt2kit.config import ALIASES, PUBLISHED
+from gpt2kit.errors import ModelNotFoundError
+
+OPENAI_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
+OPENAI_SIZES = {"gpt2": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}
+OPENAI_FILES = ("checkpoint", "encoder.json", "hparams.json", "model.ckpt.data-00000-of-00001",
+                "model.ckpt.index", "model.ckpt.meta", "vocab.bpe")
+CHUNK = 1 << 20
+
+
+class DownloadError(ModelNotFoundError):
+    pass
+
+
+def published_name(name: str) -> str:
+    key = ALIASES.get(name, name)
+    if key not in PUBLISHED:
+        known = ", ".join([*PUBLISHED, *ALIASES])
+        raise DownloadError(f"unknown model {name!r}; published models: {known}")
+    return key
+
+
+def download(name: str, *, source: str = "openai", out: str | Path | None = None, base_url: str | None = None,
+             progress: bool = True, timeout: float = 60.0) -> Path:
+    """Fetch a published model into `out` (default: ./models/<name>-<source>) and return the folder."""
+    key = published_name(name)
+    out = Path(out) if out is not None else Path("models") / f"{key}-{source}"
+    if out.exists() and any(out.iterdir()):
+        raise DownloadError(f"{out}: already exists and is not empty; choose another --out or remove it")
+    if source == "hf":
+        return _download_hf(key, out)
+    if source != "openai":
+        raise DownloadError(f"unknown source {source!r}; choose openai or hf")
+    base = (base_url or os.environ.get("GPT2KIT_OPENAI_URL") or OPENAI_BASE_URL).rstrip("/")
+    staging = out.parent / f".{out.name}.download"
+    staging.mkdir(parents=True, exist_ok=True)
+    for file in OPENAI_FILES:
+        _fetch(f"{base}/{OPENAI_SIZES[key]}/{file}", staging / file, progress, timeout)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()  # empty, checked above
+    os.rename(staging, out)
+    return out
+
+
+def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
+    if dest.is_file():
+        return  # finished in an earlier run
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # nothing left to fetch: the part is complete
+            os.replace(part, dest)
+            return
+        raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise DownloadError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
+    with response:
+        if have and response.status != 206:
+            have = 0  # the server ignored the range: start over
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        md5 = _published_md5(response.headers)
+        mode = "ab" if have else "wb"
+        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
+                   leave=False)
+        with part.open(mode) as f, bar:
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (OSError, ValueError) as err:
+                    f.flush()
+                    raise DownloadError(
+                        f"{url}: download interrupted at {part.stat().st_size:,} bytes ({err.__class__.__name__}); "
+                        "run the same command again to resume") from None
+                if not chunk:
+                    break
+                f.write(chunk)
+                bar.update(len(chunk))
+    got = part.stat().st_size
+    if total is not None and got != total:
+        raise DownloadError(f"{url}: download interrupted at {got:,} of {total:,} bytes; run the same command again "
+                            "to resume")
+    if md5 is not None and have == 0 and _md5(part) != md5:
+        part.unlink()
+        raise DownloadError(f"{url}: MD5 mismatch: the download is corrupt (removed; run again)")
+    os.replace(part, dest)
+
+
+def _published_md5(headers) -> bytes | None:
+    value = headers.get("Content-MD5") or headers.get("x-ms-blob-content-md5")
+    try:
+        return base64.b64decode(value) if value else None
+    except ValueError:
+        return None
+
+
+def _md5(path: Path) -> bytes:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def _download_hf(key: str, out: Path) -> Path:
+    import huggingface_hub
+
+    from gpt2kit.weights.resolve import HUB_FILES, HUB_REPOS
+
+    staging = out.parent / f".{out.name}.download"
+    try:
+        huggingface_hub.snapshot_download(HUB_REPOS[key], allow_patterns=HUB_FILES, local_dir=staging)
+    except Exception as err:  # noqa: BLE001 - network, auth and HTTP errors all end here
+        raise DownloadError(f"could not download '{key}' from the Hugging Face Hub ({type(err).__name__}); "
+                            "the partial download is kept and resumes on the next run") from None
+    shutil.rmtree(staging / ".cache", ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()
+    os.rename(staging, out)
+    return out

@@ -1,0 +1,132 @@
+"""`gpt2kit convert` and `gpt2kit download` end to end (downloads from a local HTTP server)."""
+
+from __future__ import annotations
+
+import filecmp
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from gpt2kit import GPT2
+from helpers import assert_user_error, run_cli
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+VOCAB = Path(__file__).parents[2] / "src" / "gpt2kit" / "tokenizer" / "data"
+
+
+def test_convert_openai_to_hf_and_back(tmp_path):
+    result = run_cli("convert", str(FIXTURES / "openai" / "tiny"), str(tmp_path / "hf"))
+    assert result.returncode == 0, result.stderr
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    ours = GPT2.from_pretrained(FIXTURES / "openai" / "tiny")
+    ids = torch.randint(0, 300, (1, 16))
+    with torch.no_grad():
+        assert (hf(ids).logits - ours(ids)).abs().max() <= 1e-5
+    assert (tmp_path / "hf" / "vocab.json").is_file()
+    result = run_cli("convert", str(tmp_path / "hf"), str(tmp_path / "oa"), "--to", "openai")
+    assert result.returncode == 0, result.stderr
+    for name in ("model.ckpt.index", "model.ckpt.data-00000-of-00001", "hparams.json"):
+        assert filecmp.cmp(tmp_path / "oa" / name, FIXTURES / "openai" / "tiny" / name, shallow=False)
+
+
+def test_convert_mindspore_with_dtype(tmp_path):
+    result = run_cli("convert", str(FIXTURES / "mindspore" / "gpt2_tiny_fp32.ckpt"), str(tmp_path / "m"),
+                     "--from", "mindspore", "--dtype", "fp16")
+    assert result.returncode == 0, result.stderr
+    info = run_cli("info", "--model", str(tmp_path / "m"))
+    assert "F16" in info.stdout and "mindspore" in info.stdout
+
+
+def test_convert_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("hello")
+    result = run_cli("convert", str(tmp_path / "empty"), str(tmp_path / "out"))
+    assert_user_error(result, "no model in a known format", "hparams.json", "*.ckpt")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert_user_error(run_cli("convert", str(FIXTURES / "openai" / "tiny"), str(tmp_path / "full")), "--overwrite")
+    assert_user_error(run_cli("convert", str(FIXTURES / "openai" / "tiny"), str(tmp_path / "o"), "--to", "tf"),
+                      "invalid choice")
+
+
+# ---- download ---------------------------------------------------------------------------------------
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """Serves OpenAI's layout (/124M/FILE) from the fixtures, honouring Range requests.
+    `cut` names a file whose first response breaks off halfway, as a dropped connection does."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.files, self.cut, self.ranges = files, None, []
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        if not self.path.startswith("/124M/") or name not in self.server.files:
+            self.send_error(404)
+            return
+        data = self.server.files[name].read_bytes()
+        start = 0
+        if "Range" in self.headers:
+            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+            self.server.ranges.append((name, start))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if self.server.cut == name:
+            self.server.cut = None
+            self.wfile.write(data[start:start + (len(data) - start) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # drop the connection mid-body
+            return
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def server():
+    tiny = FIXTURES / "openai" / "tiny"
+    files = {p.name: p for p in tiny.iterdir()} | {"encoder.json": VOCAB / "encoder.json",
+                                                   "vocab.bpe": VOCAB / "vocab.bpe"}
+    srv = Server(files)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+
+
+def test_download_resumes_after_an_interruption(server, tmp_path):
+    url = f"http://127.0.0.1:{server.server_port}"
+    out = tmp_path / "models" / "gpt2"
+    server.cut = "model.ckpt.data-00000-of-00001"
+    first = run_cli("download", "124M", "--mirror", url, "--out", str(out))
+    assert_user_error(first, "interrupted", "run the same command again")
+    assert not out.exists()  # never a half-written model
+    second = run_cli("download", "124M", "--mirror", url, "--out", str(out))
+    assert second.returncode == 0, second.stderr
+    assert server.ranges and server.ranges[0][0] == "model.ckpt.data-00000-of-00001" and server.ranges[0][1] > 0
+    for name, path in server.files.items():
+        assert filecmp.cmp(out / name, path, shallow=False), name
+    assert not list(tmp_path.glob("models/.*"))  # the staging folder is gone
+    # "&" is token 5, inside the fixture's 300-token vocabulary
+    generated = run_cli("generate", "--model", str(out), "--prompt", "&", "--max-new-tokens", "3")
+    assert generated.returncode == 0, generated.stderr
+
+
+def test_download_errors(server, tmp_path):
+    url = f"http://127.0.0.1:{server.server_port}"
+    assert_user_error(run_cli("download", "gpt5", "--out", str(tmp_path / "x")), "unknown model")
+    assert_user_error(run_cli("download", "355M", "--mirror", url, "--out", str(tmp_path / "y")), "HTTP 404")
+    assert_user_error(run_cli("download", "124M", "--mirror", "http://127.0.0.1:9", "--out", str(tmp_path / "z")),
+                      "cannot connect")
