@@ -4,9 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GPT2KIT := $(VENV)/bin/gpt2kit
 STAMP := $(VENV)/.installed
-DEMO_MODEL := .demo/model
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint clean default-model
 
 setup: $(STAMP)
 
@@ -15,21 +14,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-$(DEMO_MODEL)/model.safetensors: $(STAMP)
-	$(GPT2KIT) init --config tiny --out $(DEMO_MODEL) --overwrite
-
-demo: $(DEMO_MODEL)/model.safetensors
-	$(GPT2KIT) generate --model $(DEMO_MODEL) --prompt "In the beginning" --max-new-tokens 40 \
-		--temperature 0.8 --top-k 40 --seed 0
+# generation from the model gpt2kit ships (trained on the King James Bible by scripts/train_default_model.sh)
+demo: setup
+	$(GPT2KIT) generate --prompt "And the LORD said" --max-new-tokens 80 --temperature 0.8 --top-k 40 --seed 0
 
 test: setup
 	$(PY) -m pytest
 
 bench: setup
 	$(PY) bench/decode.py
+	$(PY) bench/train.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
+
+default-model: setup
+	sh scripts/train_default_model.sh
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .hypothesis

@@ -24,6 +24,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
     "tiny": dict(n_layer=2, n_head=2, n_embd=64, n_positions=128),
     "mini": dict(n_layer=4, n_head=4, n_embd=256, n_positions=512),
+    "pocket": dict(n_layer=6, n_head=4, n_embd=128, n_positions=256),  # the shipped default model's shape
 }
 # OpenAI named its releases by parameter count.
 ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
@@ -69,7 +70,7 @@ class GPT2Config:
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> GPT2Config:
-        """A preset by name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (or 124M...1558M), tiny, mini."""
+        """A preset by name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (or 124M...1558M), tiny, mini, pocket."""
         key = ALIASES.get(name, name)
         if key not in PRESETS:
             known = ", ".join([*PRESETS, *ALIASES])

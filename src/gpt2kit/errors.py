@@ -27,3 +27,11 @@ class TokenizerError(GPT2KitError):
 
 class GenerationError(GPT2KitError):
     """Invalid generation settings or a prompt that cannot be generated from."""
+
+
+class DataError(GPT2KitError):
+    """Training data that is missing, empty, not text, or too short."""
+
+
+class TrainingError(GPT2KitError):
+    """Invalid training options, or an output folder that cannot be used."""

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers.generation.logits_process import (
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from gpt2kit import generate
 from gpt2kit.errors import GenerationError
-from gpt2kit.generation import logits as steps
 from helpers import hf_pair, random_model, tiny_config
 
 PROMPTS = [[464], [464, 3290, 318, 257], list(range(1000, 1030))]
@@ -25,31 +19,6 @@ def test_greedy_matches_transformers(tmp_path, prompt):
     with torch.no_grad():
         ref = hf.generate(torch.tensor([prompt]), max_new_tokens=40, do_sample=False, pad_token_id=50256)
     assert out == [ref[0, len(prompt):].tolist()]
-
-
-@pytest.mark.parametrize(
-    "make_ours,make_ref",
-    [
-        (lambda: steps.temperature(0.7), lambda: TemperatureLogitsWarper(0.7)),
-        (lambda: steps.top_k(40), lambda: TopKLogitsWarper(40)),
-        (lambda: steps.top_k(1), lambda: TopKLogitsWarper(1)),
-        (lambda: steps.top_p(0.9), lambda: TopPLogitsWarper(0.9)),
-        (lambda: steps.top_p(0.05), lambda: TopPLogitsWarper(0.05)),
-    ],
-    ids=["temperature", "top-k", "top-k-1", "top-p", "top-p-small"],
-)
-def test_filters_match_transformers_warpers(make_ours, make_ref):
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, 50257, generator=gen) * 3
-    ids = torch.zeros(4, 1, dtype=torch.long)
-    before = logits.clone()
-    ours = make_ours()(ids, logits)
-    ref = make_ref()(ids, logits.clone())
-    assert torch.equal(logits, before)  # steps never modify their input
-    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
-    finite = torch.isfinite(ref)
-    assert torch.allclose(ours[finite], ref[finite])
-    assert torch.allclose(ours.softmax(-1), ref.softmax(-1), atol=1e-6)
 
 
 def test_seed_makes_samples_reproducible(tiny_model):
@@ -99,6 +68,7 @@ def test_window_slides_to_the_last_three_quarters():
         (dict(max_new_tokens=-1), "max-new-tokens"),
         (dict(num_samples=0), "num-samples"),
         (dict(beams=3), "unknown generation setting"),
+        (dict(temperature=float("nan")), "finite"),
     ],
 )
 def test_invalid_settings(tiny_model, kwargs, message):
@@ -227,3 +197,22 @@ def test_gumbel_softmax_samples_follow_the_softmax():
     assert torch.allclose(freq, logits[0].softmax(-1), atol=0.015)
     soft = gumbel_softmax(logits[:5], tau=5.0, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(soft.sum(-1), torch.ones(5)) and soft.max() < 0.9  # a high tau is smooth
+
+
+def test_stop_strings_before_min_new_tokens_are_passed_over(tiny_model):
+    from gpt2kit import Tokenizer, complete
+
+    tok = Tokenizer.from_pretrained()
+    forced = [tok.encode(t)[0] for t in ("A", ".", "B", ".", "C", ".", "D")]
+
+    def force(ids, logits):  # the prompt is one token: step n emits forced[n]
+        n = ids.shape[1] - 1
+        return logits.masked_fill(torch.arange(logits.shape[-1]) != forced[n], float("-inf"))
+
+    kwargs = dict(max_new_tokens=7, logits_hooks=[force], temperature=0, eos_token_id=None, stop=["."])
+    assert complete(tiny_model, tok, "x", **kwargs)[0].text == "A"
+    late = complete(tiny_model, tok, "x", min_new_tokens=3, **kwargs)[0]
+    assert late.text == "A.B" and late.token_ids == forced[:4] and late.finish_reason == "stop_string"
+    from gpt2kit import stream
+
+    assert "".join(stream(tiny_model, tok, "x", min_new_tokens=3, **kwargs)) == "A.B"

@@ -6,6 +6,8 @@ import argparse
 
 import torch
 
+from gpt2kit.devices import resolve_device  # noqa: F401 - re-exported for the subcommands
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -24,10 +26,12 @@ def positive_int(text: str) -> int:
 
 
 def add_model_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    default = "" if required else " (default: the small King James Bible model gpt2kit ships)"
     parser.add_argument(
-        "--model", required=required, metavar="PATH",
-        help="model folder (gpt2kit / Hugging Face layout) or published name: gpt2, gpt2-medium, gpt2-large, "
-             "gpt2-xl (also 124M, 355M, 774M, 1558M), looked up in the Hugging Face cache",
+        "--model", required=required, default=None, metavar="PATH",
+        help="model folder or file in any format gpt2kit reads (gpt2kit / Hugging Face, OpenAI TensorFlow, "
+             "MindSpore .ckpt), or a published name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (also 124M, 355M, "
+             f"774M, 1558M), looked up in the Hugging Face cache{default}",
     )
 
 
@@ -36,9 +40,3 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
                         help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

@@ -37,7 +37,7 @@ HELP = """commands:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chat", help="interactive prompt loop with streaming output",
                        description="Type a prompt, get a streamed continuation. /help lists the commands.")
-    add_model_option(p)
+    add_model_option(p, required=False)
     add_generation_options(p)
     add_device_options(p)
     p.set_defaults(run=run)

@@ -14,6 +14,7 @@ from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings, complete, stream
 from gpt2kit.model import GPT2
 from gpt2kit.tokenizer import Tokenizer
+from gpt2kit.weights.resolve import DEFAULT_MODEL
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Generate text. Without --prompt or --prompt-file, samples are unconditional "
                     "(they start from <|endoftext|>).",
     )
-    add_model_option(p)
+    add_model_option(p, required=False)
     src = p.add_argument_group("prompts and output")
     src.add_argument("--prompt", default=None, metavar="TEXT", help="text to continue")
     src.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",
@@ -59,7 +60,8 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 
 def load(args: argparse.Namespace) -> tuple[GPT2, Tokenizer]:
-    model = GPT2.from_pretrained(args.model, dtype=DTYPES[args.dtype], device=resolve_device(args.device))
+    name = args.model or str(DEFAULT_MODEL)
+    model = GPT2.from_pretrained(name, dtype=DTYPES[args.dtype], device=resolve_device(args.device))
     model.pack_weights()  # faster CPU decoding; a no-op elsewhere
     note_model(model, args.model)
     return model, Tokenizer.for_model(model.source)
@@ -115,10 +117,11 @@ def write_jsonl(path: Path, completions, settings: GenerationSettings) -> None:
     os.replace(tmp, path)
 
 
-def note_model(model: GPT2, name: str) -> None:
-    """Say on stderr which model speaks, and warn when its weights are random."""
+def note_model(model: GPT2, name: str | None) -> None:
+    """Say on stderr which model speaks (name None: the shipped default), and warn when its weights are random."""
     origin = model.metadata.get("origin")
-    print(f"model: {name}" + (f" — {origin}" if origin else ""), file=sys.stderr)
+    label = " — ".join(x for x in (name, origin) if x) or "gpt2kit's default model"
+    print(f"model: {label}", file=sys.stderr)
     if model.metadata.get("random_init"):
         print("note: this model has random, untrained weights, so its text is noise; "
               "it stands in until gpt2kit ships a trained model", file=sys.stderr)

@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from gpt2kit import __version__
-from gpt2kit.cli import chat, generate, models, weights
+from gpt2kit.cli import chat, finetune, generate, models, weights
 from gpt2kit.errors import GPT2KitError
 
 COMMANDS = (
     generate.add_parser, chat.add_parser, models.add_info_parser, models.add_init_parser,
-    weights.add_convert_parser, weights.add_download_parser,
+    weights.add_convert_parser, weights.add_download_parser, finetune.add_parser,
 )
 
 
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except GPT2KitError as err:
         print(f"gpt2kit: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # permissions, a full disk, a folder where a file was expected, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"gpt2kit: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gpt2kit: interrupted", file=sys.stderr)

@@ -64,7 +64,8 @@ def beam_search(model: GPT2, prompts: list[list[int]], settings: GenerationSetti
             cand_scores, cand = torch.topk(total, C)
         else:  # beam sampling: draw the candidates instead of taking the best
             cand = torch.multinomial(total.softmax(-1), C, generator=generator)
-            cand_scores = total.gather(1, cand)
+            cand_scores, order = total.gather(1, cand).sort(dim=1, descending=True)
+            cand = cand.gather(1, order)
         parent, token = cand // V, cand % V  # (N, C)
         cand_seqs = _pick(running, parent)
         cand_seqs[:, :, step] = token

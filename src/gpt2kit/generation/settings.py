@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -64,6 +65,10 @@ class GenerationSettings:
         integer("num_return_sequences", 1)
         integer("num_samples", 1)
         integer("batch_size", 1, allow_none=True)
+        for name in ("temperature", "top_p", "typical_p", "min_p", "repetition_penalty", "frequency_penalty",
+                     "presence_penalty", "length_penalty"):
+            if not math.isfinite(getattr(self, name)):
+                raise GenerationError(f"{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}")
         if self.max_new_tokens is None and self.max_length is None:
             raise GenerationError("give max-new-tokens or max-length")
         if self.temperature < 0:

@@ -32,12 +32,15 @@ class StopCriteria:
         return "length" if generated >= self.budgets[row] else None
 
     def _string_found(self, row: int, token: int) -> bool:
-        window = self.tails[row] + self.token_bytes(token)
+        tail = self.tails[row]
+        window = tail + self.token_bytes(token)
         self.tails[row] = window[-self.keep:] if self.keep else b""
-        return any(s in window for s in self.strings)
+        # only matches that end in this token's bytes: older ones were seen (and let pass) before
+        return any(window.find(s, max(0, len(tail) - len(s) + 1)) >= 0 for s in self.strings)
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> str:
-    """`text` up to the earliest stop string in it."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    """`text` up to the stop string that ended it: the last one (earlier ones came before
+    min_new_tokens allowed stopping)."""
+    cut = max((text.rfind(s) for s in stops), default=-1)
     return text if cut < 0 else text[:cut]

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from gpt2kit.config import GPT2Config
 from gpt2kit.model.cache import KVCache
@@ -89,6 +90,7 @@ class GPT2(nn.Module):
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self._packed_head = None  # set by pack_weights()
+        self.gradient_checkpointing = False  # recompute each block's activations in backward (training)
         if not any(p.is_meta for p in self.parameters()):
             self.reset_parameters()
 
@@ -180,8 +182,12 @@ class GPT2(nn.Module):
 
         tokens = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
         x = self.drop(tokens + self.wpe(position_ids))  # (B, T, C)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.h):
-            x = block(x, mask, is_causal, cache, i)
+            if checkpointing:
+                x = checkpoint(block, x, mask, is_causal, cache, i, use_reentrant=False)
+            else:
+                x = block(x, mask, is_causal, cache, i)
         if cache is not None:
             cache.advance(T)
         return self.ln_f(x)

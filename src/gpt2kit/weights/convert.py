@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from gpt2kit.config import read_json
 from gpt2kit.errors import WeightsError
-from gpt2kit.weights.folder import model_from_state, read_checkpoint, save_model
+from gpt2kit.weights.folder import METADATA_KEY, model_from_state, read_checkpoint, save_model
 from gpt2kit.weights.resolve import resolve_model_path
 
 WRITABLE = ("hf", "openai")
@@ -22,10 +23,23 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
         raise WeightsError(f"{dst}: already exists and is not empty (pass --overwrite to replace its model files)")
+    if dst.is_dir() and any(dst.iterdir()):
+        from gpt2kit.weights.folder import detect_format
+
+        try:
+            held = detect_format(dst)
+        except WeightsError:
+            held = None
+        if held is not None and held != dst_format:
+            raise WeightsError(f"{dst}: holds a model in the {held} format; writing {dst_format} files beside it would "
+                               "leave both (choose an empty folder)")
     path = resolve_model_path(src)
     config, state, fmt = read_checkpoint(path, src_format, dtype)
     model = model_from_state(config, state)
     from gpt2kit.tokenizer import Tokenizer
 
-    return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format,
-                      metadata={"converted_from": f"{fmt}: {path}"} if dst_format == "hf" else None)
+    metadata = None
+    if dst_format == "hf":  # keep the source's own notes (where it came from, how it was made)
+        notes = read_json(path / "config.json").get(METADATA_KEY, {}) if fmt == "hf" else {}
+        metadata = {**(notes if isinstance(notes, dict) else {}), "converted_from": f"{fmt}: {path}"}
+    return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format, metadata=metadata)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -46,14 +47,18 @@ def download(name: str, *, source: str = "openai", out: str | Path | None = None
     """Fetch a published model into `out` (default: ./models/<name>-<source>) and return the folder."""
     key = published_name(name)
     out = Path(out) if out is not None else Path("models") / f"{key}-{source}"
-    if out.exists() and any(out.iterdir()):
-        raise DownloadError(f"{out}: already exists and is not empty; choose another --out or remove it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DownloadError(f"{out}: already exists and is not an empty folder; choose another --out or remove it")
     if source == "hf":
         return _download_hf(key, out)
     if source != "openai":
         raise DownloadError(f"unknown source {source!r}; choose openai or hf")
     base = (base_url or os.environ.get("GPT2KIT_OPENAI_URL") or OPENAI_BASE_URL).rstrip("/")
-    staging = out.parent / f".{out.name}.download"
+    if not base.startswith(("http://", "https://")):
+        raise DownloadError(f"{base}: not an http(s) URL")
+    # the staging folder is specific to what is fetched, so parts of another model are never mixed in
+    tag = hashlib.sha256(f"{key}|{source}|{base}".encode()).hexdigest()[:12]
+    staging = out.parent / f".{out.name}.{tag}.download"
     staging.mkdir(parents=True, exist_ok=True)
     for file in OPENAI_FILES:
         _fetch(f"{base}/{OPENAI_SIZES[key]}/{file}", staging / file, progress, timeout)
@@ -73,11 +78,11 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # nothing left to fetch: the part is complete
-            os.replace(part, dest)
-            return
+        if err.code == 416 and have:  # the range starts past the end: the part is stale, start over
+            part.unlink()
+            return _fetch(url, dest, progress, timeout)
         raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
         raise DownloadError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
     with response:
         if have and response.status != 206:
@@ -92,7 +97,7 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
             while True:
                 try:
                     chunk = response.read(CHUNK)
-                except (OSError, ValueError) as err:
+                except (OSError, ValueError, http.client.HTTPException) as err:
                     f.flush()
                     raise DownloadError(
                         f"{url}: download interrupted at {part.stat().st_size:,} bytes ({err.__class__.__name__}); "
@@ -102,7 +107,10 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
                 f.write(chunk)
                 bar.update(len(chunk))
     got = part.stat().st_size
-    if total is not None and got != total:
+    if total is None:
+        raise DownloadError(f"{url}: the server did not say how large the file is, so a complete download cannot be "
+                            "told from a cut one")
+    if got != total:
         raise DownloadError(f"{url}: download interrupted at {got:,} of {total:,} bytes; run the same command again "
                             "to resume")
     if md5 is not None and have == 0 and _md5(part) != md5:

@@ -112,6 +112,9 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stay on the renamed folder
     try:
         write(tmp)
         if not path.exists():

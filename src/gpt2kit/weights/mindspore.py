@@ -46,7 +46,7 @@ def read_ckpt(path: Path) -> dict[str, torch.Tensor]:
             t = pb.parse(v[2][-1])
             dims = [pb.to_signed(d) for d in pb.packed_varints(t.get(1, []))]
             pieces.setdefault(tag, []).append((dims, bytes(t[2][-1]).decode("utf-8"), t.get(3, [b""])[-1]))
-    except (pb.ProtobufError, KeyError, IndexError, UnicodeDecodeError):
+    except (pb.ProtobufError, KeyError, IndexError, UnicodeDecodeError, TypeError):
         raise WeightsError(f"{path}: not a MindSpore checkpoint (not the protobuf it should be)") from None
     if not pieces:
         raise WeightsError(f"{path}: not a MindSpore checkpoint (no tensors found)")
@@ -91,7 +91,7 @@ def infer_config(tensors: dict[str, torch.Tensor], path: Path) -> GPT2Config:
         n_ctx = tensors[MINDSPORE.file_name("wpe.weight")].shape[0]
     except (KeyError, ValueError):
         raise WeightsError(f"{path}: no GPT-2 embedding tables (is this a MindSpore GPT-2 checkpoint?)") from None
-    layers = {int(n.split(".")[2]) for n in tensors if n.startswith("gpt2_decoder.layers.")}
+    layers = {n.split(".")[2] for n in tensors if n.startswith("gpt2_decoder.layers.")}
     if width not in HEADS_BY_WIDTH:
         raise WeightsError(f"{path}: cannot tell the head count of a {width}-wide model; put an hparams.json "
                            "(n_vocab, n_ctx, n_embd, n_head, n_layer) beside the checkpoint")

@@ -12,6 +12,7 @@ from pathlib import Path
 from gpt2kit.config import ALIASES, PUBLISHED
 from gpt2kit.errors import ModelNotFoundError
 
+DEFAULT_MODEL = Path(__file__).parents[1] / "default_model"  # shipped inside the package
 HUB_REPOS = {name: f"openai-community/{name}" for name in PUBLISHED}
 HUB_FILES = [
     "config.json", "generation_config.json", "model.safetensors",

@@ -267,8 +267,8 @@ class TensorBundle:
                     continue
                 name = key.decode("utf-8")
                 self.entries[name] = _entry(name, value, index)
-        except pb.ProtobufError as err:
-            raise WeightsError(f"{index}: corrupt entry ({err})") from None
+        except (pb.ProtobufError, TypeError, UnicodeDecodeError) as err:
+            raise WeightsError(f"{index}: corrupt entry ({err or type(err).__name__})") from None
         self.shards = [Path(f"{prefix}.data-{i:05d}-of-{num_shards:05d}") for i in range(num_shards)]
 
     def names(self) -> list[str]:
@@ -283,18 +283,20 @@ class TensorBundle:
             raise WeightsError(f"{self.index_path}: data shard {self.shards[min(e.shard, len(self.shards) - 1)].name} "
                                f"for tensor '{name}' is missing")
         shard = self.shards[e.shard]
+        # sizes are checked before reading, so a corrupt entry cannot ask for an absurd allocation
+        needed = (int(np.prod(e.shape)) if e.shape else 1) * torch.empty(0, dtype=e.dtype).element_size()
+        if needed != e.size:
+            raise WeightsError(f"{self.index_path}: tensor '{name}' holds {e.size} bytes, its shape {e.shape} "
+                               f"needs {needed}")
+        if e.offset + e.size > shard.stat().st_size:
+            raise WeightsError(f"{shard}: truncated data shard (tensor '{name}' runs past its end)")
+        raw = bytearray(e.size)
         with shard.open("rb") as f:
             f.seek(e.offset)
-            raw = f.read(e.size)
-        if len(raw) != e.size:
-            raise WeightsError(f"{shard}: truncated data shard (tensor '{name}' runs past its end)")
+            f.readinto(raw)
         if masked_crc(raw) != e.crc:
             raise WeightsError(f"{shard}: CRC mismatch for tensor '{name}': the data shard is corrupt")
-        count = int(np.prod(e.shape)) if e.shape else 1
-        if count * torch.empty(0, dtype=e.dtype).element_size() != e.size:
-            raise WeightsError(f"{self.index_path}: tensor '{name}' holds {e.size} bytes, its shape {e.shape} "
-                               f"needs {count * torch.empty(0, dtype=e.dtype).element_size()}")
-        return torch.frombuffer(bytearray(raw), dtype=e.dtype).reshape(e.shape)
+        return torch.frombuffer(raw, dtype=e.dtype).reshape(e.shape) if e.size else torch.empty(e.shape, dtype=e.dtype)
 
 
 def write_bundle(prefix: Path, tensors: dict[str, Callable[[], torch.Tensor]]) -> None:

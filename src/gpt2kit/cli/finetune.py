@@ -1,0 +1,98 @@
+"""`gpt2kit finetune`: train on text files, resume exactly, write checkpoints and a final model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpt2kit.config import ALIASES, PRESETS
+from gpt2kit.training import TrainConfig, finetune
+from gpt2kit.training.config import PRECISIONS, SCHEDULES
+
+
+def epochs(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epoch numbers, got {text!r}") from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune", help="fine-tune (or pretrain) on text files, with exact resume",
+        description="Train a GPT-2 on text: a file, a folder of files, .jsonl/.csv with a text column, or a "
+                    "gpt2kit token file. Writes checkpoints, metrics.jsonl, loss.png and the final model to --out.")
+    io = p.add_argument_group("model and data")
+    io.add_argument("--data", type=Path, required=True, metavar="PATH", help="training text (file or folder)")
+    io.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
+    start = io.add_mutually_exclusive_group(required=True)
+    start.add_argument("--model", metavar="PATH", help="model to fine-tune (any format gpt2kit reads)")
+    start.add_argument("--from-scratch", metavar="CONFIG",
+                       help=f"pretrain from random weights of a preset: {', '.join([*PRESETS, *ALIASES])}")
+    io.add_argument("--seq-len", type=int, default=None, metavar="N",
+                    help="tokens per training window (default: the model's context)")
+    io.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                    help="hold out the last F of the data for validation (default 0)")
+    io.add_argument("--val-file", type=Path, default=None, metavar="PATH", help="validation text instead")
+    io.add_argument("--text-column", default="text", metavar="NAME", help="field of .jsonl / .csv rows (default text)")
+    io.add_argument("--errors", default="strict", choices=("strict", "replace"),
+                    help="text that is not UTF-8: strict (refuse, default) or replace (U+FFFD)")
+    io.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                    help="where tokenized data is cached (default ~/.cache/gpt2kit/tokens)")
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=int, default=1, metavar="N", help="windows per micro-batch (default 1)")
+    opt.add_argument("--grad-accum", type=int, default=1, metavar="N",
+                     help="micro-batches per optimizer step (default 1)")
+    opt.add_argument("--max-steps", type=int, default=None, metavar="N", help="optimizer steps to run")
+    opt.add_argument("--num-epochs", type=int, default=None, metavar="N", help="epochs to run (with --steps-per-epoch)")
+    opt.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
+                     help="optimizer steps per epoch (default: training tokens / tokens per step)")
+    opt.add_argument("--base-lr", "--lr", type=float, default=1e-4, metavar="LR",
+                     help="peak learning rate (default 1e-4)")
+    opt.add_argument("--min-lr", type=float, default=0.0, metavar="LR", help="final learning rate of linear/cosine")
+    opt.add_argument("--schedule", default="constant", choices=SCHEDULES,
+                     help="learning-rate schedule: constant, linear or cosine (after warmup), or step decay")
+    opt.add_argument("--warmup-steps", type=int, default=0, metavar="N", help="linear warmup steps (default 0)")
+    opt.add_argument("--decay-epochs", type=epochs, default=[], metavar="E,E",
+                     help="step schedule: multiply the learning rate by --decay-factor at these epochs, e.g. 4,5")
+    opt.add_argument("--decay-factor", type=float, default=0.1, metavar="F", help="step schedule factor (default 0.1)")
+    opt.add_argument("--weight-decay", type=float, default=0.01, metavar="W",
+                     help="AdamW weight decay, on matrices only (default 0.01)")
+    opt.add_argument("--grad-clip", type=float, default=1.0, metavar="NORM",
+                     help="clip the gradient norm; 0 disables (default 1.0)")
+    opt.add_argument("--seed", type=int, default=0, metavar="S", help="seed of initialisation and data order")
+    opt.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                     help="fp32; bf16 autocast (CPU and CUDA); fp16 autocast with a gradient scaler (CUDA)")
+    opt.add_argument("--grad-checkpointing", action="store_true",
+                     help="recompute activations in the backward pass: less memory, more time")
+    opt.add_argument("--freeze-layers", type=int, default=0, metavar="N",
+                     help="keep the embeddings and the first N blocks fixed")
+    opt.add_argument("--lora-rank", type=int, default=0, metavar="R",
+                     help="train rank-R LoRA adapters instead of the weights (merged into them on save)")
+    opt.add_argument("--lora-alpha", type=float, default=None, metavar="A", help="LoRA scale numerator (default 2R)")
+    opt.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda, cuda:N or auto (default)")
+
+    run = p.add_argument_group("during the run")
+    run.add_argument("--eval-every", type=int, default=0, metavar="N",
+                     help="validation loss and perplexity every N steps (default: at the end)")
+    run.add_argument("--eval-batches", type=int, default=20, metavar="N", help="batches per evaluation (default 20)")
+    run.add_argument("--sample-every", type=int, default=0, metavar="N", help="print a generated sample every N steps")
+    run.add_argument("--sample-prompt", default="", metavar="TEXT", help="prompt of those samples (default: none)")
+    run.add_argument("--sample-tokens", type=int, default=64, metavar="N", help="length of those samples")
+    run.add_argument("--save-every", type=int, default=0, metavar="N", help="checkpoint every N steps (and at the end)")
+    run.add_argument("--keep-last", type=int, default=2, metavar="K", help="checkpoints to keep (default 2)")
+    run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=0, metavar="N",
+                     help="stop after N evaluations without a better validation loss; 0 disables")
+    run.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                     help="continue the run in --out from its latest checkpoint, or from the one given")
+    run.add_argument("--overwrite", action="store_true", help="start over in an --out that holds another run")
+    p.set_defaults(run=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    fields = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    result = finetune(TrainConfig(**fields))
+    val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+    print(f"trained {result.steps} steps: loss {result.train_loss:.4f}{val}; model in {result.model_dir}")
+    return 0

@@ -1,0 +1,88 @@
+"""Training checkpoints: a loadable model folder plus the trainer's state, written atomically.
+
+Each checkpoint is `OUT/checkpoints/step-NNNNNNN/`, assembled under a hidden temporary
+name and renamed into place, so a kill during saving leaves the previous checkpoints as
+they were and no half-written one under a real name. `trainer_state.pt` holds everything
+else a run needs to continue exactly: optimizer, step, epoch, data position, RNG states,
+LoRA adapters. It is read back with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt2kit.errors import TrainingError
+
+STATE_FILE = "trainer_state.pt"
+PREFIX = "step-"
+
+
+def checkpoint_dir(out: Path) -> Path:
+    return out / "checkpoints"
+
+
+def list_checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_dir(out)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix(PREFIX)))
+
+
+def save_checkpoint(out: Path, step: int, write_model, state: dict[str, Any], keep_last: int) -> Path:
+    """Write `write_model(folder)` and the trainer state as checkpoint `step`; keep the newest `keep_last`."""
+    root = checkpoint_dir(out)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:07d}"
+    for stale in root.glob(".tmp-*"):  # left by a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    tmp.mkdir()
+    write_model(tmp)
+    torch.save(state, tmp / STATE_FILE)
+    for f in tmp.iterdir():
+        _fsync(f)
+    _fsync(tmp)
+    old = root / f".tmp-old-{final.name}-{os.getpid()}"
+    if final.exists():  # the same step saved again: the new one replaces it only once complete
+        os.rename(final, old)
+    os.rename(tmp, final)  # the moment the checkpoint exists
+    _fsync(root)
+    shutil.rmtree(old, ignore_errors=True)
+    for old in list_checkpoints(out)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def find_resume(out: Path, resume: str) -> Path:
+    """The checkpoint `--resume` names: "latest" in OUT, or a checkpoint folder."""
+    if resume == "latest":
+        found = list_checkpoints(out)
+        if not found:
+            raise TrainingError(f"{out}: no checkpoint with trainer state to resume from")
+        return found[-1]
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise TrainingError(f"{path}: no {STATE_FILE} here, so there is nothing to resume from")
+    return path
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable state is one clear error
+        raise TrainingError(f"{path / STATE_FILE}: unreadable trainer state ({type(err).__name__})") from None

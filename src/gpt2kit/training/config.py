@@ -1,0 +1,99 @@
+"""TrainConfig: every fine-tuning option, validated before any work."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpt2kit.errors import TrainingError
+
+SCHEDULES = ("constant", "linear", "cosine", "step")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    model: str | None = None  # model to fine-tune (any format gpt2kit reads)
+    from_scratch: str | None = None  # or a preset to pretrain from random weights
+    # ---- data ----------------------------------------------------------------------------------
+    seq_len: int | None = None  # default: the model's context
+    val_fraction: float = 0.0
+    val_file: Path | None = None
+    text_column: str = "text"
+    errors: str = "strict"  # or "replace": how to read text that is not UTF-8
+    cache_dir: Path | None = None
+    # ---- optimisation ----------------------------------------------------------------------------
+    batch_size: int = 1
+    grad_accum: int = 1
+    max_steps: int | None = None
+    num_epochs: int | None = None
+    steps_per_epoch: int | None = None
+    base_lr: float = 1e-4
+    min_lr: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_epochs: list[int] = field(default_factory=list)  # "step" schedule: lr x decay_factor at each
+    decay_factor: float = 0.1
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0  # 0 disables
+    seed: int = 0
+    precision: str = "fp32"  # bf16: autocast on CPU and CUDA; fp16: autocast + gradient scaler, CUDA only
+    grad_checkpointing: bool = False
+    freeze_layers: int = 0  # the first N blocks (and the embeddings) stay fixed
+    lora_rank: int = 0  # > 0: train LoRA adapters only, merged into the weights on save
+    lora_alpha: float | None = None  # default: 2 x rank
+    device: str = "auto"
+    # ---- while training ----------------------------------------------------------------------------
+    eval_every: int = 0  # 0: only at the end (when there is validation data)
+    eval_batches: int = 20
+    sample_every: int = 0
+    sample_prompt: str = ""
+    sample_tokens: int = 64
+    save_every: int = 0  # 0: only at the end
+    keep_last: int = 2
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0 disables
+    resume: str | None = None  # "latest" or a checkpoint folder
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        if (self.model is None) == (self.from_scratch is None):
+            raise TrainingError("give exactly one of --model and --from-scratch")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "num_epochs", "steps_per_epoch", "seq_len"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TrainingError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.max_steps is None and self.num_epochs is None:
+            raise TrainingError("give --max-steps or --num-epochs")
+        if self.base_lr <= 0 or self.min_lr < 0:
+            raise TrainingError(f"learning rates must be positive, got base-lr {self.base_lr}, min-lr {self.min_lr}")
+        if self.schedule not in SCHEDULES:
+            raise TrainingError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise TrainingError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.errors not in ("strict", "replace"):
+            raise TrainingError(f"errors must be strict or replace, got {self.errors!r}")
+        for name in ("warmup_steps", "freeze_layers", "lora_rank", "eval_every", "sample_every", "save_every",
+                     "early_stopping_patience", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise TrainingError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        for name in ("eval_batches", "sample_tokens"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.keep_last < 1:
+            raise TrainingError(f"keep-last must be >= 1, got {self.keep_last}")
+        if self.lora_rank and self.freeze_layers:
+            raise TrainingError("LoRA already freezes the base weights; drop --freeze-layers")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -1,0 +1,69 @@
+"""Language-model loss without materialising the (tokens x vocabulary) logits.
+
+The LM head and the cross-entropy run together, chunk by chunk: each chunk's logits
+are turned in place into their gradient (softmax minus one-hot) during the forward
+pass, which yields the gradients of the hidden states and of the head right away.
+Nothing of size (tokens x 50257) outlives a chunk, and the backward pass only scales
+what was kept. With GPT-2's vocabulary this is most of a small model's training time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CHUNK = 2048  # positions per chunk: 2048 x 50257 fp32 logits is 400 MB
+
+
+def _chunked(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, compute: torch.dtype,
+             grad_h: bool, grad_w: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Summed loss, and (when asked) its gradients with respect to h (N, C) and weight (V, C)."""
+    with torch.autocast(h.device.type, enabled=False):
+        w = weight.to(compute)
+        dh = torch.empty(h.shape, dtype=h.dtype, device=h.device) if grad_h else None
+        dw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if grad_w else None
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for start in range(0, h.shape[0], CHUNK):
+            hc = h[start:start + CHUNK].to(compute)
+            y = targets[start:start + CHUNK]
+            z = (hc @ w.t()).float()  # (n, V)
+            lse = torch.logsumexp(z, dim=-1)
+            total += (lse - z.gather(1, y[:, None]).squeeze(1)).sum()
+            if dh is None and dw is None:
+                continue
+            z.sub_(lse[:, None]).exp_()  # softmax, in place
+            z[torch.arange(len(y), device=z.device), y] -= 1.0  # minus one-hot: d loss / d logits
+            dz = z if compute == torch.float16 else z.to(compute)  # fp16 would flush tiny gradients to 0
+            if dh is not None:
+                dh[start:start + CHUNK] = dz @ w.to(dz.dtype)
+            if dw is not None:
+                dw += (dz.t() @ hc.to(dz.dtype)).float()
+    return total, dh, dw
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross_entropy(h @ weight.T, targets); h (N, C), weight (V, C), targets (N,)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, compute):
+        total, dh, dw = _chunked(h, weight, targets, compute, h.requires_grad, weight.requires_grad)
+        ctx.save_for_backward(dh if dh is not None else torch.empty(0), dw if dw is not None else torch.empty(0))
+        ctx.has = (dh is not None, dw is not None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        dh, dw = ctx.saved_tensors
+        return (dh * grad_out if ctx.has[0] else None), (dw.to(grad_out.dtype) * grad_out if ctx.has[1] else None), \
+            None, None
+
+
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the LM head `weight` on hidden states h (..., C) against targets (...)."""
+    device = h.device.type
+    compute = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+    flat_h, flat_y = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
+    if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+        total = LinearCrossEntropy.apply(flat_h, weight, flat_y, compute)
+    else:
+        total = _chunked(flat_h, weight, flat_y, compute, False, False)[0]
+    return total / flat_y.numel()
