@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-CHUNK = 2048  # positions per chunk: 2048 x 50257 fp32 logits is 400 MB
+CHUNK = 1024  # positions per chunk: 1024 x 50257 fp32 logits is 200 MB
 
 
 def _chunked(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, compute: torch.dtype,
