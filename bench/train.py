@@ -20,6 +20,7 @@ WORKER = r"""
 import json, sys, time, torch
 impl, preset, precision = sys.argv[1], sys.argv[2], sys.argv[5]
 seq, steps, ckpt, lora = int(sys.argv[3]), int(sys.argv[4]), sys.argv[6] == "1", int(sys.argv[7])
+low_mem = sys.argv[8] == "1"
 torch.manual_seed(0)
 from gpt2kit import GPT2Config
 cfg = GPT2Config.from_name(preset)
@@ -42,7 +43,11 @@ else:
     def loss_of(x, y):
         return lm_loss(model, x, y)
 params = [p for p in model.parameters() if p.requires_grad]
-opt = torch.optim.AdamW(params, lr=1e-4, fused=impl == "gpt2kit")
+if low_mem:
+    from gpt2kit.training.adamw import AdamWLowMemory
+    opt = AdamWLowMemory(params, lr=1e-4)
+else:
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=impl == "gpt2kit")
 auto = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
 losses, times = [], []
 for i in range(steps + 1):
@@ -85,6 +90,7 @@ def main() -> None:
         ("gpt2kit bf16 autocast + checkpointing", "gpt2kit", "bf16", True, 0),
         ("gpt2kit fp32 + checkpointing", "gpt2kit", "fp32", True, 0),
         ("gpt2kit bf16 autocast + checkpointing + LoRA r16", "gpt2kit", "bf16", True, 16),
+        ("gpt2kit bf16 autocast + checkpointing + bf16 Adam state", "gpt2kit", "bf16", True, -1),
     ]
     default = {r[0] for r in rows[:5]}
     keep = set(args.only.split(",")) if args.only else default
@@ -92,8 +98,9 @@ def main() -> None:
     results = []
     for name, impl, precision, ckpt, lora in rows:
         start = time.perf_counter()
+        # lora -1 means: no adapters, AdamW moments in bf16
         out, rss = run([impl, args.config, str(args.seq_len), str(args.steps), precision, "1" if ckpt else "0",
-                        str(lora)])
+                        str(max(lora, 0)), "1" if lora < 0 else "0"])
         results.append((name, out["tokens_per_s"], rss, out["losses"]))
         print(f"  {name}: {out['tokens_per_s']:.1f} tok/s, peak RSS {rss:.2f} GB "
               f"({time.perf_counter() - start:.0f} s)", flush=True)

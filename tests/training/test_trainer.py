@@ -154,3 +154,11 @@ def test_early_stopping(kjv_file, tmp_path):
                              warmup_steps=0, eval_every=2, early_stopping_patience=2))
     assert result.steps < 40
     assert os.path.exists(tmp_path / "run" / "model" / "model.safetensors")
+
+
+def test_bf16_adam_state_trains_and_resumes(kjv_file, tmp_path):
+    first = finetune(config(kjv_file, tmp_path / "run", max_steps=4, val_fraction=0.0, adam_state="bf16",
+                            save_every=2))
+    assert first.steps == 4 and losses(tmp_path / "run")[-1] < losses(tmp_path / "run")[0]
+    state = ckpt.load_state(ckpt.list_checkpoints(tmp_path / "run")[-1])
+    assert next(iter(state["optimizer"]["state"].values()))["exp_avg"].dtype == torch.bfloat16

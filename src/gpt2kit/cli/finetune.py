@@ -59,6 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--decay-factor", type=float, default=0.1, metavar="F", help="step schedule factor (default 0.1)")
     opt.add_argument("--weight-decay", type=float, default=0.01, metavar="W",
                      help="AdamW weight decay, on matrices only (default 0.01)")
+    opt.add_argument("--adam-state", default="fp32", choices=("fp32", "bf16"),
+                     help="dtype of AdamW's two moment estimates: fp32 (default) or bf16 (half their memory)")
     opt.add_argument("--grad-clip", type=float, default=1.0, metavar="NORM",
                      help="clip the gradient norm; 0 disables (default 1.0)")
     opt.add_argument("--seed", type=int, default=0, metavar="S", help="seed of initialisation and data order")

@@ -39,6 +39,7 @@ class TrainConfig:
     decay_factor: float = 0.1
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_state: str = "fp32"  # "bf16": AdamW moments stored in bfloat16, half their memory
     grad_clip: float = 1.0  # 0 disables
     seed: int = 0
     precision: str = "fp32"  # bf16: autocast on CPU and CUDA; fp16: autocast + gradient scaler, CUDA only
@@ -77,6 +78,8 @@ class TrainConfig:
             raise TrainingError(f"learning rates must be positive, got base-lr {self.base_lr}, min-lr {self.min_lr}")
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.adam_state not in ("fp32", "bf16"):
+            raise TrainingError(f"adam-state must be fp32 or bf16, got {self.adam_state!r}")
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.val_fraction < 1:

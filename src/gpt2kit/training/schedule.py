@@ -12,17 +12,20 @@ import math
 import torch
 from torch import nn
 
+from gpt2kit.training.adamw import AdamWLowMemory
 from gpt2kit.training.config import TrainConfig
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in ({"params": decay, "weight_decay": config.weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    if config.adam_state == "bf16":
+        return AdamWLowMemory(groups, lr=config.base_lr, betas=config.adam_betas)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.base_lr, betas=config.adam_betas,
-                             fused=fused)
+    return torch.optim.AdamW(groups, lr=config.base_lr, betas=config.adam_betas, fused=fused)
 
 
 def lr_at(step: int, total_steps: int, steps_per_epoch: int, config: TrainConfig) -> float:
