@@ -32,18 +32,16 @@ class Generation:
     finish_reason: str  # "stop_token", "stop_string" or "length"
 
 
-def as_prompts(input_ids: Prompts) -> tuple[list[list[int]], bool]:
-    """A batch of prompts as lists of ids, and whether a single prompt was given."""
+def as_prompts(input_ids: Prompts) -> list[list[int]]:
+    """One prompt or a batch of them, as lists of ids."""
     if isinstance(input_ids, torch.Tensor):
         if input_ids.dim() not in (1, 2):
             raise GenerationError(f"input_ids must have shape (T,) or (B, T), got {tuple(input_ids.shape)}")
-        single = input_ids.dim() == 1
-        rows = [input_ids.tolist()] if single else input_ids.tolist()
-        return rows, single
+        return [input_ids.tolist()] if input_ids.dim() == 1 else input_ids.tolist()
     items = list(input_ids)
     if items and all(isinstance(i, Sequence) or isinstance(i, torch.Tensor) for i in items):
-        return [[int(t) for t in row] for row in items], False
-    return [[int(t) for t in items]], True
+        return [[int(t) for t in row] for row in items]
+    return [[int(t) for t in items]]
 
 
 def check_prompts(prompts: list[list[int]], model: GPT2, settings: GenerationSettings) -> None:
@@ -162,7 +160,7 @@ def generate(model: GPT2, input_ids: Prompts, *, tokenizer: Any = None, **settin
     only for stop strings (default: GPT-2's). Settings: see GenerationSettings.
     """
     config = settings_from(settings)
-    prompts, _ = as_prompts(input_ids)
+    prompts = as_prompts(input_ids)
     token_bytes = None
     if config.stop:
         from gpt2kit.tokenizer import Tokenizer

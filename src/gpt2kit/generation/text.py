@@ -28,7 +28,7 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
 
 
 def _text(tokenizer: Tokenizer, ids: list[int], reason: str, settings: GenerationSettings) -> str:
-    if reason == "stop_token" and ids and ids[-1] in settings.stop_ids():
+    if reason == "stop_token":
         ids = ids[:-1]
     text = tokenizer.decode(ids)
     return cut_at_stop(text, settings.stop) if reason == "stop_string" else text
@@ -62,7 +62,7 @@ def stream(model: GPT2, tokenizer: Tokenizer, prompt: str, **settings: Any) -> I
     pending = ""  # text that might still turn out to be a stop string
     for (token,) in sampler:
         reason = sampler.reasons[0]
-        if token is None or (reason == "stop_token" and token in config.stop_ids()):
+        if token is None or reason == "stop_token":
             break
         pending += decoder.add(token)
         if reason == "stop_string":

@@ -29,7 +29,7 @@ from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training import checkpoints as ckpt
 from gpt2kit.training.config import TrainConfig
-from gpt2kit.training.lora import LoRALinear, add_lora, has_lora, merge_lora
+from gpt2kit.training.lora import LoRALinear, add_lora, has_lora
 from gpt2kit.training.loss import linear_cross_entropy
 from gpt2kit.training.schedule import lr_at, make_optimizer
 
@@ -377,4 +377,4 @@ def plot_losses(metrics: Path, out: Path) -> Path | None:
     return out
 
 
-__all__ = ["TrainResult", "Trainer", "finetune", "lm_loss", "merge_lora"]
+__all__ = ["TrainResult", "Trainer", "finetune", "lm_loss"]
