@@ -4,7 +4,11 @@ Each configuration runs in a fresh process (so its peak RSS is its own): random 
 of a preset, random token windows of --seq-len, AdamW, a warm-up step, then --steps
 timed optimizer steps. Prints tokens/s, peak RSS and the ratio to transformers fp32.
 
-    .venv/bin/python bench/train.py [--config gpt2] [--seq-len 1024] [--steps 3]
+    .venv/bin/python bench/train.py [--config gpt2] [--seq-len 1024] [--steps 3] [--dropout 0.1]
+
+gpt2kit rows run as `gpt2kit finetune` does, with freed host memory kept for reuse
+(gpt2kit.host_memory); the row "transformers fp32, freed memory kept" gives transformers
+the same allocator setting, to show how much of the difference that setting is.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ WORKER = r"""
 import json, sys, time, torch
 impl, preset, precision = sys.argv[1], sys.argv[2], sys.argv[5]
 seq, steps, ckpt, lora = int(sys.argv[3]), int(sys.argv[4]), sys.argv[6] == "1", int(sys.argv[7])
-low_mem = sys.argv[8] == "1"
+low_mem, dropout, keep = sys.argv[8] == "1", float(sys.argv[9]), sys.argv[10] == "1"
 torch.manual_seed(0)
+import dataclasses
 from gpt2kit import GPT2Config
-cfg = GPT2Config.from_name(preset)
+from gpt2kit.host_memory import keep_freed_memory
+if keep:
+    keep_freed_memory()
+cfg = dataclasses.replace(GPT2Config.from_name(preset), embd_pdrop=dropout, attn_pdrop=dropout, resid_pdrop=dropout)
 data = torch.randint(0, cfg.vocab_size, (steps + 1, 1, seq + 1))
 if impl == "transformers":
     import transformers
@@ -79,12 +87,15 @@ def main() -> None:
     parser.add_argument("--config", default="gpt2")
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--dropout", type=float, default=0.1,
+                        help="embedding, attention and residual dropout of both models (GPT-2's is 0.1)")
     parser.add_argument("--only", default=None,
                         help="comma-separated row names to run (default: the first five; see the list in main)")
     args = parser.parse_args()
     rows = [  # name, impl, precision, checkpointing, lora rank
         ("transformers fp32", "transformers", "fp32", False, 0),
         ("transformers fp32 + checkpointing", "transformers", "fp32", True, 0),
+        ("transformers fp32, freed memory kept", "transformers", "fp32", False, 0),
         ("gpt2kit fp32", "gpt2kit", "fp32", False, 0),
         ("gpt2kit bf16 autocast", "gpt2kit", "bf16", False, 0),
         ("gpt2kit bf16 autocast + checkpointing", "gpt2kit", "bf16", True, 0),
@@ -92,20 +103,22 @@ def main() -> None:
         ("gpt2kit bf16 autocast + checkpointing + LoRA r16", "gpt2kit", "bf16", True, 16),
         ("gpt2kit bf16 autocast + checkpointing + bf16 Adam state", "gpt2kit", "bf16", True, -1),
     ]
-    default = {r[0] for r in rows[:5]}
+    default = {r[0] for r in rows[:6]}
     keep = set(args.only.split(",")) if args.only else default
     rows = [r for r in rows if r[0] in keep]
     results = []
     for name, impl, precision, ckpt, lora in rows:
         start = time.perf_counter()
         # lora -1 means: no adapters, AdamW moments in bf16
+        keep = impl == "gpt2kit" or "memory kept" in name
         out, rss = run([impl, args.config, str(args.seq_len), str(args.steps), precision, "1" if ckpt else "0",
-                        str(max(lora, 0)), "1" if lora < 0 else "0"])
+                        str(max(lora, 0)), "1" if lora < 0 else "0", str(args.dropout), "1" if keep else "0"])
         results.append((name, out["tokens_per_s"], rss, out["losses"]))
         print(f"  {name}: {out['tokens_per_s']:.1f} tok/s, peak RSS {rss:.2f} GB "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     base = next((r[1] for r in results if r[0] == "transformers fp32"), None)
-    print(f"\nTraining, {args.config} shape, seq {args.seq_len}, batch 1, AdamW, {args.steps} timed steps\n")
+    print(f"\nTraining, {args.config} shape, seq {args.seq_len}, batch 1, dropout {args.dropout}, AdamW, "
+          f"{args.steps} timed steps\n")
     print("| run | tokens/s | vs transformers fp32 | peak RSS |")
     print("|---|---|---|---|")
     for name, tps, rss, _ in results:

@@ -42,8 +42,9 @@ def test_short_run_with_samples_and_validation(text, tmp_path):
         (lambda p: p.write_text("x " * 5000), ("--seq-len", "4096"), ("larger than the model's context",)),
         (lambda p: p.write_text("x " * 5000), ("--batch-size", "0"), ("batch-size",)),
         (lambda p: p.write_text("x " * 5000), ("--base-lr", "-0.1"), ("learning rates",)),
+        (lambda p: p.write_text("x " * 5000), ("--dropout", "1.5"), ("dropout must be in [0, 1)",)),
     ],
-    ids=["empty", "binary", "not-utf8", "short", "missing", "seq-len", "batch-0", "negative-lr"],
+    ids=["empty", "binary", "not-utf8", "short", "missing", "seq-len", "batch-0", "negative-lr", "dropout"],
 )
 def test_bad_input(tmp_path, make, extra, fragments):
     data = tmp_path / "data.txt"

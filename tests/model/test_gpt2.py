@@ -106,6 +106,17 @@ def test_dropout_only_in_training():
         assert not torch.equal(model(ids), model(ids))
 
 
+def test_set_dropout_reaches_every_dropout():
+    model = random_model(tiny_config(embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1))
+    ids = torch.randint(0, 50257, (1, 16))
+    with torch.no_grad():
+        expected = model(ids)
+        model.train().set_dropout(0.0)
+        torch.testing.assert_close(model(ids), expected, atol=1e-5, rtol=1e-5)  # no dropout left anywhere
+        model.set_dropout(0.5)
+        assert not torch.allclose(model(ids), expected, atol=1e-3)
+
+
 def test_context_overflow_is_refused(tiny_model):
     with pytest.raises(ValueError, match="exceeds the context"):
         tiny_model(torch.zeros(1, 65, dtype=torch.long))

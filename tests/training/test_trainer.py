@@ -103,6 +103,20 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(kjv_file, tmp_path, 
     assert ckpt.load_state(before[-1])["step"] == 4
 
 
+def test_resuming_from_an_older_checkpoint_replaces_the_later_ones(kjv_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    finetune(config(kjv_file, out, max_steps=4, val_fraction=0.0, save_every=1, keep_last=4))
+    first = {p.name: ckpt.load_state(p)["optimizer"]["state"][0]["exp_avg"] for p in ckpt.list_checkpoints(out)}
+    older = ckpt.checkpoint_dir(out) / "step-0000002"
+    finetune(config(kjv_file, out, max_steps=3, val_fraction=0.0, save_every=1, keep_last=4, resume=str(older)))
+    assert "removed the later checkpoints step-0000003, step-0000004" in capsys.readouterr().err
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["step-0000001", "step-0000002", "step-0000003"]
+    assert max(r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())) == 3
+    # the resumed run continues exactly: its step 3 is the first run's step 3
+    again = ckpt.load_state(ckpt.checkpoint_dir(out) / "step-0000003")["optimizer"]["state"][0]["exp_avg"]
+    assert torch.equal(again, first["step-0000003"])
+
+
 def test_merged_lora_gives_the_adapted_logits():
     model = random_model()
     add_lora(model, rank=4)
@@ -135,6 +149,24 @@ def test_bf16_losses_follow_fp32(kjv_file, tmp_path):
     a, b = losses(tmp_path / "fp32"), losses(tmp_path / "bf16")
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.1  # stated tolerance: 0.1 nats over 8 steps
     assert fp32.steps == bf16.steps == 8
+
+
+def test_dropout_zero_trains_on_the_loss_of_the_deterministic_model(kjv_file, tmp_path):
+    """With --dropout 0 the first step's loss is the eval-mode loss of the initial model on
+    the first batch; with the preset's 0.1 it is not."""
+    from gpt2kit.training import lm_loss
+    from gpt2kit.training.trainer import Trainer
+
+    for dropout, same in ((0.0, True), (None, False)):
+        trainer = Trainer(config(kjv_file, tmp_path / f"d{dropout}", max_steps=1, val_fraction=0.0, dropout=dropout))
+        start = trainer.sampler.state_dict()
+        x, y = trainer.sampler.next_batch()
+        trainer.sampler.load_state_dict(start)  # training draws the same batch
+        with torch.no_grad():
+            expected = lm_loss(trainer.model.eval(), x, y).item()
+        trainer.model.train()
+        trainer.run()
+        assert (losses(tmp_path / f"d{dropout}")[0] == pytest.approx(expected, abs=1e-5)) == same
 
 
 def test_grad_checkpointing_and_freezing_give_the_same_first_loss(kjv_file, tmp_path):

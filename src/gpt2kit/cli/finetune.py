@@ -68,6 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="fp32; bf16 autocast (CPU and CUDA); fp16 autocast with a gradient scaler (CUDA)")
     opt.add_argument("--grad-checkpointing", action="store_true",
                      help="recompute activations in the backward pass: less memory, more time")
+    opt.add_argument("--dropout", type=float, default=None, metavar="P",
+                     help="dropout on embeddings, attention weights and residuals while training (default: the "
+                          "model's, 0.1 for GPT-2; 0 is common for fine-tuning and faster)")
     opt.add_argument("--freeze-layers", type=int, default=0, metavar="N",
                      help="keep the embeddings and the first N blocks fixed")
     opt.add_argument("--lora-rank", type=int, default=0, metavar="R",

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gpt2kit.config import GPT2Config
+from gpt2kit.model.attention import causal_attention
 from gpt2kit.model.cache import KVCache
 
 
@@ -44,12 +45,11 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, past + T, hs)
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=mask,
-            dropout_p=self.attn_pdrop if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        dropout_p = self.attn_pdrop if self.training else 0.0
+        if is_causal and mask is None and cache is None:
+            y = causal_attention(q, k, v, dropout_p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -133,6 +133,14 @@ class GPT2(nn.Module):
         from gpt2kit.weights import save_model
 
         return save_model(self, path, metadata=metadata)
+
+    def set_dropout(self, p: float) -> None:
+        """Use dropout probability p everywhere (embeddings, attention weights, residuals) from now on."""
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            elif isinstance(module, CausalSelfAttention):
+                module.attn_pdrop = p
 
     # ---- forward ----------------------------------------------------------------------------
 

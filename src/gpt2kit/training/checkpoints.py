@@ -81,6 +81,15 @@ def find_resume(out: Path, resume: str) -> Path:
     return path
 
 
+def drop_after(out: Path, step: int) -> list[Path]:
+    """Remove the checkpoints in OUT later than `step`: a run resumed from an older checkpoint
+    replaces what came after it (as it replaces the metrics logged after it)."""
+    later = [p for p in list_checkpoints(out) if int(p.name.removeprefix(PREFIX)) > step]
+    for path in later:
+        shutil.rmtree(path)
+    return later
+
+
 def load_state(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)

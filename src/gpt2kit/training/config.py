@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "fp32"  # bf16: autocast on CPU and CUDA; fp16: autocast + gradient scaler, CUDA only
     grad_checkpointing: bool = False
+    dropout: float | None = None  # embedding, attention and residual dropout; default: the model's (0.1)
     freeze_layers: int = 0  # the first N blocks (and the embeddings) stay fixed
     lora_rank: int = 0  # > 0: train LoRA adapters only, merged into the weights on save
     lora_alpha: float | None = None  # default: 2 x rank
@@ -93,6 +94,8 @@ class TrainConfig:
         for name in ("eval_batches", "sample_tokens"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise TrainingError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.keep_last < 1:
             raise TrainingError(f"keep-last must be >= 1, got {self.keep_last}")
         if self.lora_rank and self.freeze_layers:

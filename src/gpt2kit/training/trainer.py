@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from gpt2kit.data.dataset import WindowSampler, eval_windows, load_splits
 from gpt2kit.devices import resolve_device
 from gpt2kit.errors import TrainingError
 from gpt2kit.generation import complete
+from gpt2kit.host_memory import keep_freed_memory
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training import checkpoints as ckpt
@@ -69,7 +71,7 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 RESUME_MUST_MATCH = ("model", "from_scratch", "seq_len", "batch_size", "grad_accum", "seed", "lora_rank",
-                     "freeze_layers", "precision")
+                     "freeze_layers", "precision", "dropout")
 
 
 def _check_out(config: TrainConfig) -> None:
@@ -102,6 +104,8 @@ class Trainer:
         if config.precision == "fp16" and self.device.type != "cuda":
             raise TrainingError("fp16 training needs CUDA (it relies on a gradient scaler); use --precision bf16")
         _check_out(config)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(config.seed)
         if config.from_scratch:
             self.model = GPT2.from_config(config.from_scratch, seed=config.seed)
@@ -145,6 +149,8 @@ class Trainer:
             for module in (model.wte, model.wpe, *model.h[:config.freeze_layers]):
                 for p in module.parameters():
                     p.requires_grad_(False)
+        if config.dropout is not None:
+            model.set_dropout(config.dropout)
         if config.lora_rank:
             add_lora(model, config.lora_rank, config.lora_alpha)
         model.gradient_checkpointing = config.grad_checkpointing
@@ -202,7 +208,11 @@ class Trainer:
         self.last_val, self.last_val_step = state.get("last_val"), state.get("last_val_step", -1)
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
-        # metrics logged after this checkpoint by the interrupted run are replaced by the resumed run's
+        # checkpoints and metrics written after this checkpoint are replaced by the resumed run's
+        dropped = ckpt.drop_after(self.config.out, self.step)
+        if dropped:
+            print(f"resuming from step {self.step}: removed the later checkpoints "
+                  f"{', '.join(p.name for p in dropped)}", file=sys.stderr)
         metrics = self.config.out / "metrics.jsonl"
         if metrics.is_file():
             kept = [json.dumps(r) + "\n" for r in read_metrics(metrics) if r.get("step", 0) <= self.step]

@@ -1,0 +1,39 @@
+"""Keep freed host memory for reuse, so that training does not page-fault on every step.
+
+glibc's malloc serves blocks of 32 MB and more with fresh mmap()s and gives them back on
+free(). A training step allocates and frees about 1.5 GB of such blocks (activations,
+logits, gradients) for the 124M model, so every step touches that memory anew: some
+380,000 page faults, about a quarter of a CPU step. Serving large blocks from the heap
+and never trimming it lets each step reuse the pages of the one before. The price is some
+held memory: glibc may grow its heap a few times before a freed block fits the next
+request (124M, bf16 + checkpointing: peak RSS 2.60 -> 2.78 GB). Set
+GPT2KIT_KEEP_FREED_MEMORY=0 to leave malloc alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
+_M_MMAP_MAX = -4
+_done = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (once per process); False when
+    not on glibc or turned off through the environment."""
+    global _done
+    if _done:
+        return True
+    if os.environ.get("GPT2KIT_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version()  # glibc only: these parameter numbers are glibc's
+    except (OSError, AttributeError):
+        return False
+    _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _done
