@@ -6,9 +6,10 @@ timed optimizer steps. Prints tokens/s, peak RSS and the ratio to transformers f
 
     .venv/bin/python bench/train.py [--config gpt2] [--seq-len 1024] [--steps 3] [--dropout 0.1]
 
-gpt2kit rows run as `gpt2kit finetune` does, with freed host memory kept for reuse
-(gpt2kit.host_memory); the row "transformers fp32, freed memory kept" gives transformers
-the same allocator setting, to show how much of the difference that setting is.
+gpt2kit rows run as `gpt2kit finetune` does: freed host memory is kept for reuse
+(gpt2kit.host_memory) unless checkpointing puts memory first; the row "transformers fp32,
+freed memory kept" gives transformers the same allocator setting, to show how much of the
+difference that setting is.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import dataclasses
 from gpt2kit import GPT2Config
 from gpt2kit.host_memory import keep_freed_memory
 if keep:
-    keep_freed_memory()
+    keep_freed_memory(default=impl == "transformers" or not ckpt)  # as gpt2kit finetune does
 cfg = dataclasses.replace(GPT2Config.from_name(preset), embd_pdrop=dropout, attn_pdrop=dropout, resid_pdrop=dropout)
 data = torch.randint(0, cfg.vocab_size, (steps + 1, 1, seq + 1))
 if impl == "transformers":
@@ -124,6 +125,12 @@ def main() -> None:
     for name, tps, rss, _ in results:
         ratio = f"{tps / base:.2f}x" if base else "-"
         print(f"| {name} | {tps:.1f} | {ratio} | {rss:.2f} GB |")
+    curves = {name: losses for name, _, _, losses in results}
+    fp32, bf16 = curves.get("gpt2kit fp32"), curves.get("gpt2kit bf16 autocast")
+    if fp32 and bf16:  # same weights, data and dropout masks: the difference is bf16's alone
+        gap = max(abs(a - b) for a, b in zip(fp32, bf16, strict=True))
+        print(f"\nloss, gpt2kit bf16 autocast vs fp32 over {len(fp32)} steps: max |difference| {gap:.4f} "
+              f"(fp32 {' '.join(f'{x:.4f}' for x in fp32)})")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Keep freed host memory for reuse, so that training does not page-fault on every step.
 
 glibc's malloc serves blocks of 32 MB and more with fresh mmap()s and gives them back on
-free(). A training step allocates and frees about 1.5 GB of such blocks (activations,
-logits, gradients) for the 124M model, so every step touches that memory anew: some
+free(). A training step allocates and frees about 1.5 GB of such blocks (the logits, the
+tied embedding's gradients) for the 124M model, so every step touches that memory anew: some
 380,000 page faults, about a quarter of a CPU step. Serving large blocks from the heap
-and never trimming it lets each step reuse the pages of the one before. The price is some
-held memory: glibc may grow its heap a few times before a freed block fits the next
-request (124M, bf16 + checkpointing: peak RSS 2.60 -> 2.78 GB). Set
-GPT2KIT_KEEP_FREED_MEMORY=0 to leave malloc alone.
+and never trimming it lets each step reuse the pages of the one before. The price is held
+memory, and it varies from run to run: glibc may grow its heap a few times before a freed
+block fits the next request (355M, bf16 + checkpointing: peak RSS 5.7 GB in one run, 6.3 GB
+in another). So `gpt2kit finetune` keeps freed memory unless --grad-checkpointing says that
+memory comes first; GPT2KIT_KEEP_FREED_MEMORY=1 or 0 decides instead.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ _M_MMAP_MAX = -4
 _done = False
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse (once per process); False when
-    not on glibc or turned off through the environment."""
+def keep_freed_memory(default: bool = True) -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (once per process), if `default` or
+    GPT2KIT_KEEP_FREED_MEMORY=1 says so (=0 says not); True when it is in effect."""
     global _done
-    if _done:
-        return True
-    if os.environ.get("GPT2KIT_KEEP_FREED_MEMORY", "1") == "0":
-        return False
+    setting = os.environ.get("GPT2KIT_KEEP_FREED_MEMORY")
+    if _done or not (default if setting is None else setting != "0"):
+        return _done
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

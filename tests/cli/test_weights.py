@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import filecmp
+import hashlib
 import http.server
 import threading
 from pathlib import Path
@@ -75,8 +77,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         data = self.server.files[name].read_bytes()
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
         start = 0
-        if "Range" in self.headers:
+        # If-Range: the range only if the file is still the one the client has part of
+        if "Range" in self.headers and self.headers.get("If-Range", etag) == etag:
             start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
             self.server.ranges.append((name, start))
             self.send_response(206)
@@ -84,6 +88,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("ETag", etag)
+        self.send_header("x-ms-blob-content-md5", base64.b64encode(hashlib.md5(data).digest()).decode())
         self.end_headers()
         if self.server.cut == name:
             self.server.cut = None
@@ -122,6 +128,27 @@ def test_download_resumes_after_an_interruption(server, tmp_path):
     # "&" is token 5, inside the fixture's 300-token vocabulary
     generated = run_cli("generate", "--model", str(out), "--prompt", "&", "--max-new-tokens", "3")
     assert generated.returncode == 0, generated.stderr
+
+
+def test_a_resumed_download_is_checked_whole_and_a_changed_file_fetched_again(server, tmp_path):
+    url = f"http://127.0.0.1:{server.server_port}"
+    out = tmp_path / "models" / "gpt2"
+    data = "model.ckpt.data-00000-of-00001"
+    server.cut = data
+    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "interrupted")
+    part = next(tmp_path.glob(f"models/.gpt2.*.download/{data}.part"))
+    part.write_bytes(b"X" + part.read_bytes()[1:])  # corrupt the part already fetched
+    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "MD5 mismatch")
+    assert not part.exists()
+    # the file changes on the server while the download is cut: the resumed run must not splice the two
+    server.cut = data
+    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "interrupted")
+    changed = tmp_path / "changed"
+    changed.write_bytes(server.files[data].read_bytes()[::-1])
+    server.files[data], server.ranges = changed, []
+    assert run_cli("download", "124M", "--mirror", url, "--out", str(out)).returncode == 0
+    assert not server.ranges  # If-Range did not match, so the whole new file came
+    assert filecmp.cmp(out / data, changed, shallow=False)
 
 
 def test_download_errors(server, tmp_path):

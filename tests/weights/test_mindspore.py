@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,9 @@ def test_round_trip_and_wrapped_names(tmp_path):
     wrapped["gpt2.dense1.weight"] = torch.zeros(2, 64)
     wrapped["moments.gpt2.gpt2.layer_norm.layer_norm.gamma"] = torch.zeros(64)
     write_ckpt(wrapped, tmp_path / "ft.ckpt")
+    body = (tmp_path / "ft.ckpt").read_bytes()
     with (tmp_path / "ft.ckpt").open("ab") as f:
-        f.write(b"crc_num" + b"0123456789")
+        f.write(b"crc_num" + zlib.crc32(body).to_bytes(10, "big"))
     config = model.config
     (tmp_path / "hparams.json").write_text(
         f'{{"n_vocab": {config.vocab_size}, "n_ctx": {config.n_positions}, "n_embd": {config.n_embd}, '
@@ -61,6 +63,19 @@ def test_round_trip_and_wrapped_names(tmp_path):
     back = GPT2.from_pretrained(tmp_path / "ft.ckpt")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values(),
                                                  strict=True))
+
+
+def test_crc_check_trailer_of_real_mindspore_is_verified(tmp_path):
+    """crc_check.ckpt was saved by MindSpore 2.10 with crc_check=True (make_crc_fixture.py)."""
+    data = (FIXTURE / "crc_check.ckpt").read_bytes()
+    tensors = read_ckpt(FIXTURE / "crc_check.ckpt")
+    assert torch.equal(tensors["a"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    assert torch.equal(tensors["b"], torch.ones(4, dtype=torch.float16))
+    damaged = bytearray(data)
+    damaged[data.index(np.float32(1).tobytes())] ^= 1  # one bit of a[0, 1]
+    (tmp_path / "bad.ckpt").write_bytes(bytes(damaged))
+    with pytest.raises(WeightsError, match="CRC mismatch"):
+        read_ckpt(tmp_path / "bad.ckpt")
 
 
 def test_head_count_from_a_published_width(tmp_path):

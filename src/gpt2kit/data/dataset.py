@@ -57,10 +57,15 @@ def tokenize_to_cache(path: Path, tokenizer: Tokenizer, *, cache_dir: Path | Non
 
     def chunks() -> Iterator[np.ndarray]:
         for doc in iter_documents(path, text_column=text_column, errors=errors):
-            ids = tokenizer.encode(doc)
-            if ids:
-                yield np.asarray([*ids, tokenizer.eot_id], dtype=np.int64)
-            bar.update(len(doc.encode("utf-8", errors="replace")))
+            empty = True
+            for piece in doc:
+                ids = tokenizer.encode(piece)
+                if ids:
+                    empty = False
+                    yield np.asarray(ids, dtype=np.int64)
+                bar.update(len(piece.encode("utf-8", errors="replace")))
+            if not empty:
+                yield np.asarray([tokenizer.eot_id], dtype=np.int64)
 
     with bar:
         count = write_tokens(cache, chunks(), fp)

@@ -2,9 +2,11 @@
 
 OpenAI's files are fetched over HTTP with resumable range requests into `.part` files
 inside a hidden staging folder next to the destination; sizes are checked against the
-server's Content-Length (and MD5, where the storage publishes one); only when every file
-is complete does the finished folder take its name. An interrupted download leaves its
-`.part` files, and running the same command again continues where it stopped.
+server's Content-Length and the MD5 of the whole file where the storage publishes one
+(checked on resumed files too); only when every file is complete does the finished folder
+take its name. An interrupted download leaves its `.part` files, and running the same
+command again continues where it stopped, with If-Range so that a file changed on the
+server in between is fetched whole again instead of being spliced.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import urllib.error
@@ -73,10 +76,16 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     if dest.is_file():
         return  # finished in an earlier run
     part = dest.with_name(dest.name + ".part")
+    meta_file = dest.with_name(dest.name + ".part.json")  # what the first response said of the whole file
     have = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    meta = _read_meta(meta_file) if have else {}
+    headers = {}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if meta.get("validator"):  # the rest of *that* file, or the whole file if it has changed
+            headers["If-Range"] = meta["validator"]
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # the range starts past the end: the part is stale, start over
             part.unlink()
@@ -86,10 +95,14 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
         raise DownloadError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
     with response:
         if have and response.status != 206:
-            have = 0  # the server ignored the range: start over
+            have = 0  # the server ignored the range, or the file changed: start over
+        if not have:
+            meta = {"validator": response.headers.get("ETag") or response.headers.get("Last-Modified"),
+                    "md5": _whole_file_md5(response.headers, partial=False)}
+            meta_file.write_text(json.dumps(meta))
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        md5 = _published_md5(response.headers)
+        md5 = _whole_file_md5(response.headers, partial=have > 0) or meta.get("md5")
         mode = "ab" if have else "wb"
         bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
                    leave=False)
@@ -113,16 +126,28 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     if got != total:
         raise DownloadError(f"{url}: download interrupted at {got:,} of {total:,} bytes; run the same command again "
                             "to resume")
-    if md5 is not None and have == 0 and _md5(part) != md5:
+    if md5 is not None and base64.b64encode(_md5(part)).decode() != md5:  # the resumed parts too
         part.unlink()
+        meta_file.unlink(missing_ok=True)
         raise DownloadError(f"{url}: MD5 mismatch: the download is corrupt (removed; run again)")
     os.replace(part, dest)
+    meta_file.unlink(missing_ok=True)
 
 
-def _published_md5(headers) -> bytes | None:
-    value = headers.get("Content-MD5") or headers.get("x-ms-blob-content-md5")
+def _read_meta(path: Path) -> dict:
     try:
-        return base64.b64decode(value) if value else None
+        meta = json.loads(path.read_text())
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _whole_file_md5(headers, partial: bool) -> str | None:
+    """The base64 MD5 of the whole file, if the server gives one: Azure's x-ms-blob-content-md5
+    always; Content-MD5 only on a full response (on a 206 it is the MD5 of the range)."""
+    value = headers.get("x-ms-blob-content-md5") or (None if partial else headers.get("Content-MD5"))
+    try:
+        return base64.b64encode(base64.b64decode(value, validate=True)).decode() if value else None
     except ValueError:
         return None
 

@@ -4,15 +4,17 @@ A .ckpt is a protobuf `Checkpoint { repeated Value value = 1 }`, each
 `Value { string tag = 1; TensorProto tensor = 2 }` with
 `TensorProto { repeated int64 dims = 1; string tensor_type = 2; bytes tensor_content = 3 }`.
 A tensor over 512 MiB is stored as consecutive Values with the same tag, each repeating the
-whole shape: their contents join. A file saved with crc_check ends in a 17-byte trailer
-(b"crc_num" + the CRC), and string entries of append_dict have tensor_type "str"; both are
-passed over. Networks of MindSpore's fine-tuning scripts prefix every name (`gpt2.gpt2.`).
+whole shape: their contents join. A file saved with crc_check ends in a 17-byte trailer,
+b"crc_num" + the zlib CRC-32 of every byte before it as a 10-byte big-endian integer, which
+is verified; string entries of append_dict have tensor_type "str" and are passed over.
+Networks of MindSpore's fine-tuning scripts prefix every name (`gpt2.gpt2.`).
 MindSpore does not store the head count: it comes from an hparams.json beside the file,
 or from the published sizes' embedding widths.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,11 @@ def read_ckpt(path: Path) -> dict[str, torch.Tensor]:
     data = path.read_bytes()
     if not data:
         raise WeightsError(f"{path}: empty file, not a MindSpore checkpoint")
-    if len(data) > 17 and data[-17:-10] == b"crc_num":
-        data = data[:-17]
+    if len(data) >= 17 and data[-17:-10] == b"crc_num":  # saved with crc_check=True
+        data, crc = data[:-17], int.from_bytes(data[-10:], "big")
+        if zlib.crc32(data) != crc:
+            raise WeightsError(f"{path}: CRC mismatch: the checkpoint is damaged (its crc_num trailer does not match "
+                               "its contents)")
     try:
         values = pb.parse(data).get(1, [])
         pieces: dict[str, list[tuple[list[int], str, memoryview]]] = {}

@@ -1,0 +1,75 @@
+"""Streaming sources: a document read in pieces tokenizes exactly as the whole text."""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt2kit import Tokenizer
+from gpt2kit.data import sources
+from gpt2kit.data.sources import lines, safe_cut, text_pieces
+from gpt2kit.errors import DataError
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.from_pretrained()
+
+
+def encode_in_pieces(tok: Tokenizer, path: Path, piece: int) -> list[int]:
+    return [i for p in text_pieces(path, "strict", piece) for i in tok.encode(p)]
+
+
+def test_the_bible_in_small_pieces_gives_the_ids_of_the_whole(tok, tmp_path):
+    text = lzma.decompress((FIXTURES / "kjv.txt.xz").read_bytes()).decode()[:400_000]
+    path = tmp_path / "kjv.txt"
+    path.write_text(text, encoding="utf-8")
+    pieces = list(text_pieces(path, "strict", 1000))
+    assert len(pieces) > 300 and "".join(pieces) == text
+    assert encode_in_pieces(tok, path, 1000) == tok.encode(text)
+
+
+# spaces, runs of spaces, newlines, tabs, letters, digits, punctuation and contractions
+ALPHABET = st.sampled_from([" ", "  ", "\n", "\n\n", "\t", "a", "Zé", "7", "42", ".", "'s", "'ll", "—", "日本", "!?",
+                            "\r\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=80), st.integers(1, 12))
+def test_any_text_in_pieces_gives_the_ids_of_the_whole(tok, tmp_path_factory, parts, piece):
+    text = "".join(parts)
+    path = tmp_path_factory.mktemp("t") / "t.txt"
+    path.write_bytes(text.encode())
+    assert "".join(text_pieces(path, "strict", piece)) == text
+    assert encode_in_pieces(tok, path, piece) == tok.encode(text)
+
+
+def test_safe_cut_only_between_non_spaces():
+    assert safe_cut("ab cd ef") == 5
+    assert safe_cut("ab  cd") == 0  # a run of spaces is not cut
+    assert safe_cut("abc") == 0
+    assert safe_cut("a b\n c") == 1
+
+
+def test_errors_give_the_offset_in_the_file(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + b"line\n" * 3000 + b"caf\xe9\n")
+    with pytest.raises(DataError, match=r"invalid byte at offset 15006\b"):
+        list(lines(path, "strict"))
+    assert list(lines(path, "replace"))[-1] == "caf\ufffd\n"
+    assert list(lines(path, "replace"))[0] == "line\n"  # the byte-order mark is dropped
+
+
+def test_a_large_file_is_tokenized_without_reading_it_whole(tok, tmp_path, monkeypatch):
+    """Pieces stay near PIECE characters: what is held at a time does not grow with the file."""
+    path = tmp_path / "big.txt"
+    path.write_text("In the beginning God created the heaven and the earth.\n" * 20_000)  # 1.1 MB
+    monkeypatch.setattr(sources, "PIECE", 10_000)
+    sizes = [len(p) for p in text_pieces(path, "strict")]
+    assert len(sizes) > 100 and max(sizes) < 10_100
