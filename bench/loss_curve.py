@@ -57,13 +57,14 @@ def main() -> None:
     print(f"\n{args.preset} from scratch, seq {args.seq_len}, batch {args.batch_size}, {args.steps} steps\n")
     print("| step | fp32 loss | bf16 loss | difference | fp32 val | bf16 val |")
     print("|---|---|---|---|---|---|")
-    shown = sorted({steps[0], *steps[len(steps) // 10 - 1::len(steps) // 10]})
+    every = max(1, len(steps) // 10)
+    shown = sorted({steps[0], *steps[every - 1::every]})
     for s in shown:
         a, b = fp32[s], bf16[s]
         val = f"{a['val_loss']:.4f} | {b['val_loss']:.4f}" if "val_loss" in a else "- | -"
         print(f"| {s} | {a['loss']:.4f} | {b['loss']:.4f} | {b['loss'] - a['loss']:+.4f} | {val} |")
     gaps = [abs(fp32[s]["loss"] - bf16[s]["loss"]) for s in steps]
-    tail = gaps[-len(gaps) // 10:]
+    tail = gaps[-every:]
     print(f"\nmax |difference| {max(gaps):.4f}; mean over the last {len(tail)} steps {sum(tail) / len(tail):.4f}; "
           f"final: fp32 {fp32[steps[-1]]['loss']:.4f}, bf16 {bf16[steps[-1]]['loss']:.4f}")
 

@@ -38,3 +38,5 @@ def test_a_large_block_freed_is_reused_without_page_faults():
 def test_the_environment_overrides_the_default():
     assert run(False, {})[0] == "False"
     assert run(False, {"GPT2KIT_KEEP_FREED_MEMORY": "1"})[0] == "True"
+    assert run(False, {"GPT2KIT_KEEP_FREED_MEMORY": "yes"})[0] == "True"
+    assert run(True, {"GPT2KIT_KEEP_FREED_MEMORY": "false"})[0] == "False"

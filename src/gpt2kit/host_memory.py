@@ -8,7 +8,9 @@ and never trimming it lets each step reuse the pages of the one before. The pric
 memory, and it varies from run to run: glibc may grow its heap a few times before a freed
 block fits the next request (355M, bf16 + checkpointing: peak RSS 5.7 GB in one run, 6.3 GB
 in another). So `gpt2kit finetune` keeps freed memory unless --grad-checkpointing says that
-memory comes first; GPT2KIT_KEEP_FREED_MEMORY=1 or 0 decides instead.
+memory comes first; GPT2KIT_KEEP_FREED_MEMORY=1 or 0 (true/false, yes/no, on/off) decides
+instead. It holds for the whole process, and for the main thread's allocations (other
+threads' blocks of 64 MB and more are still mapped afresh).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def keep_freed_memory(default: bool = True) -> bool:
     """Ask glibc's malloc to keep freed memory for reuse (once per process), if `default` or
     GPT2KIT_KEEP_FREED_MEMORY=1 says so (=0 says not); True when it is in effect."""
     global _done
-    setting = os.environ.get("GPT2KIT_KEEP_FREED_MEMORY")
-    if _done or not (default if setting is None else setting != "0"):
+    setting = os.environ.get("GPT2KIT_KEEP_FREED_MEMORY", "").strip().lower()
+    wanted = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}.get(setting, default)
+    if _done or not wanted:
         return _done
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

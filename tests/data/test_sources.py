@@ -55,6 +55,17 @@ def test_safe_cut_only_between_non_spaces():
     assert safe_cut("ab  cd") == 0  # a run of spaces is not cut
     assert safe_cut("abc") == 0
     assert safe_cut("a b\n c") == 1
+    assert safe_cut("ab\ncd") == 3  # after a single newline between non-spaces
+    assert safe_cut("ab\n\ncd") == safe_cut("ab\r\ncd") == 0
+
+
+def test_text_without_spaces_is_cut_at_newlines_in_linear_time(tok, tmp_path):
+    path = tmp_path / "cjk.txt"
+    text = "日本語の文章です。\n" * 20_000 + "一行" * 50_000  # ends in one long line with no place to cut
+    path.write_text(text)
+    pieces = list(text_pieces(path, "strict", 10_000))
+    assert len(pieces) > 15 and "".join(pieces) == text
+    assert [i for p in pieces for i in tok.encode(p)] == tok.encode(text)
 
 
 def test_errors_give_the_offset_in_the_file(tmp_path):

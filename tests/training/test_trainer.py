@@ -108,8 +108,14 @@ def test_resuming_from_an_older_checkpoint_replaces_the_later_ones(kjv_file, tmp
     finetune(config(kjv_file, out, max_steps=4, val_fraction=0.0, save_every=1, keep_last=4))
     first = {p.name: ckpt.load_state(p)["optimizer"]["state"][0]["exp_avg"] for p in ckpt.list_checkpoints(out)}
     older = ckpt.checkpoint_dir(out) / "step-0000002"
-    finetune(config(kjv_file, out, max_steps=3, val_fraction=0.0, save_every=1, keep_last=4, resume=str(older)))
-    assert "removed the later checkpoints step-0000003, step-0000004" in capsys.readouterr().err
+    from gpt2kit.training.trainer import Trainer
+
+    trainer = Trainer(config(kjv_file, out, max_steps=3, val_fraction=0.0, save_every=1, keep_last=4,
+                             resume=str(older)))
+    assert len(ckpt.list_checkpoints(out)) == 4  # nothing is removed before the resumed run saves
+    trainer.run()
+    assert "removed the checkpoints after the one it resumed from (step-0000003, step-0000004)" in \
+        capsys.readouterr().err
     assert [p.name for p in ckpt.list_checkpoints(out)] == ["step-0000001", "step-0000002", "step-0000003"]
     assert max(r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())) == 3
     # the resumed run continues exactly: its step 3 is the first run's step 3

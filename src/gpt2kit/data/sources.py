@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -53,33 +54,42 @@ def lines(path: Path, errors: str) -> Iterator[str]:
             offset += len(raw)
 
 
-def safe_cut(text: str) -> int:
-    """The last index i where text[i] is a space between two non-space characters, or 0.
+# Where GPT-2's pre-tokenizer never joins the characters on either side into one piece:
+# before a space between two non-spaces (the space starts the next piece), and after a
+# single newline between two non-spaces (the newline is a piece of its own either way).
+_CUT = re.compile(r"(?<=\S)(?= \S)|(?<=\S\n)(?=\S)")
 
-    GPT-2's pre-tokenizer never joins the characters on either side of such a space into one
-    piece (the space starts the next one), so encoding text[:i] and text[i:] apart gives the
-    ids of encoding the whole."""
-    i = text.rfind(" ", 1, len(text) - 1)
-    while i > 0 and (text[i - 1].isspace() or text[i + 1].isspace()):
-        i = text.rfind(" ", 1, i)
-    return max(i, 0)
+
+def safe_cut(text: str, start: int = 0) -> int:
+    """The last index >= start where encoding text[:i] and text[i:] apart gives the ids of
+    encoding the whole, or 0 when there is none."""
+    cut = 0
+    for match in _CUT.finditer(text, max(start, 1)):
+        cut = match.start()
+    return cut
 
 
 def text_pieces(path: Path, errors: str, piece: int | None = None) -> Iterator[str]:
     """A plain-text document in pieces of about `piece` characters, cut where tokenizing the
-    pieces apart gives the ids of the whole: a file of any size is never held at once."""
+    pieces apart gives the ids of the whole: a file of any size is never held at once
+    (unless it has no place to cut, such as one line without spaces)."""
     piece = piece or PIECE
     held: list[str] = []
-    size = 0
+    size, goal, searched = 0, piece, 0
     for line in lines(path, errors):
         held.append(line)
         size += len(line)
-        if size >= piece:
-            text = "".join(held)
-            cut = safe_cut(text)
-            held, size = ([text[cut:]], len(text) - cut) if cut else ([text], len(text))
-            if cut:
-                yield text[:cut]
+        if size < goal:
+            continue
+        text = "".join(held)
+        cut = safe_cut(text, searched)
+        if cut:
+            yield text[:cut]
+            text, goal = text[cut:], piece
+        else:  # nowhere to cut yet: look again at twice the size, at the new text only (linear time)
+            goal = 2 * len(text)
+        # the held text has no cut left; only its last two characters can become one with what comes next
+        held, size, searched = [text], len(text), max(len(text) - 2, 0)
     if size:
         yield "".join(held)
 

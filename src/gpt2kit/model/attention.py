@@ -22,10 +22,14 @@ import torch.nn.functional as F
 BLOCK = 128  # query rows per block: smaller skips more of the masked triangle, larger has fewer ops
 
 
+def _dropped_of_65536(p: float) -> int:
+    return min(round(p * 65536), 65535)  # at least one value in 65536 is kept
+
+
 def keep_masks(bh: int, t: int, p: float, device: torch.device, block: int) -> list[torch.Tensor]:
     """One boolean keep-mask (bh, rows, keys) per query block; an entry is kept with
     probability 1 - round(p * 65536) / 65536 (p to within 1.6e-5)."""
-    threshold = round(p * 65536) - 32768  # keep a random int16 r when r >= threshold
+    threshold = _dropped_of_65536(p) - 32768  # keep a random int16 r when r >= threshold
     masks = []
     for start in range(0, t, block):
         end = min(start + block, t)
@@ -38,7 +42,7 @@ def keep_masks(bh: int, t: int, p: float, device: torch.device, block: int) -> l
 
 def keep_scale(p: float) -> float:
     """1 / (probability of keeping), so that the expected output is unchanged."""
-    return 65536 / (65536 - round(p * 65536))
+    return 65536 / (65536 - _dropped_of_65536(p))
 
 
 class _DropoutCausalAttention(torch.autograd.Function):

@@ -71,7 +71,7 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 RESUME_MUST_MATCH = ("model", "from_scratch", "seq_len", "batch_size", "grad_accum", "seed", "lora_rank",
-                     "freeze_layers", "precision", "dropout")
+                     "freeze_layers", "precision")
 
 
 def _check_out(config: TrainConfig) -> None:
@@ -135,6 +135,7 @@ class Trainer:
         self.bad_evals = 0
         self.last_val: float | None = None
         self.last_val_step = -1
+        self.stale_after: int | None = None  # resumed from an older checkpoint of this run: later ones go at saving
         if config.resume:
             self._resume(ckpt.find_resume(config.out, config.resume))
 
@@ -208,11 +209,10 @@ class Trainer:
         self.last_val, self.last_val_step = state.get("last_val"), state.get("last_val_step", -1)
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
-        # checkpoints and metrics written after this checkpoint are replaced by the resumed run's
-        dropped = ckpt.drop_after(self.config.out, self.step)
-        if dropped:
-            print(f"resuming from step {self.step}: removed the later checkpoints "
-                  f"{', '.join(p.name for p in dropped)}", file=sys.stderr)
+        # checkpoints and metrics written after this checkpoint are replaced by the resumed run's;
+        # the checkpoints only once it saves, so that they are not lost to a run that stops sooner
+        if path.resolve().parent == ckpt.checkpoint_dir(self.config.out).resolve():
+            self.stale_after = self.step
         metrics = self.config.out / "metrics.jsonl"
         if metrics.is_file():
             kept = [json.dumps(r) + "\n" for r in read_metrics(metrics) if r.get("step", 0) <= self.step]
@@ -221,6 +221,12 @@ class Trainer:
             os.replace(tmp, metrics)
 
     def _save(self) -> Path:
+        if self.stale_after is not None:
+            dropped = ckpt.drop_after(self.config.out, self.stale_after)
+            self.stale_after = None
+            if dropped:
+                print(f"resumed run: removed the checkpoints after the one it resumed from "
+                      f"({', '.join(p.name for p in dropped)})", file=sys.stderr)
         state = {
             "step": self.step, "best_val": self.best_val, "bad_evals": self.bad_evals,
             "last_val": self.last_val, "last_val_step": self.last_val_step,
@@ -320,7 +326,8 @@ class Trainer:
             record = {"step": self.step}
             self._evaluate_into(record)
             self._log(record)
-        if not (ckpt.checkpoint_dir(config.out) / f"{ckpt.PREFIX}{self.step:07d}").is_dir():
+        final = ckpt.checkpoint_dir(config.out) / f"{ckpt.PREFIX}{self.step:07d}"
+        if self.stale_after is not None or not final.is_dir():
             self._save()
         model_dir = config.out / "model"
         self._write_final(model_dir)

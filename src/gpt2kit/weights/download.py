@@ -94,10 +94,16 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
         raise DownloadError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
     with response:
+        content_range = response.headers.get("Content-Range", "")
+        if have and response.status == 206 and not content_range.startswith(f"bytes {have}-"):
+            part.unlink()  # another range than the one asked for cannot be spliced on: start over
+            return _fetch(url, dest, progress, timeout)
         if have and response.status != 206:
             have = 0  # the server ignored the range, or the file changed: start over
         if not have:
-            meta = {"validator": response.headers.get("ETag") or response.headers.get("Last-Modified"),
+            etag = response.headers.get("ETag")
+            strong = etag if etag and not etag.startswith("W/") else None  # If-Range takes only strong ones
+            meta = {"validator": strong or response.headers.get("Last-Modified"),
                     "md5": _whole_file_md5(response.headers, partial=False)}
             meta_file.write_text(json.dumps(meta))
         length = response.headers.get("Content-Length")
@@ -130,8 +136,8 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
         part.unlink()
         meta_file.unlink(missing_ok=True)
         raise DownloadError(f"{url}: MD5 mismatch: the download is corrupt (removed; run again)")
+    meta_file.unlink(missing_ok=True)  # first: a kill in between leaves a part to fetch again, not a stray file
     os.replace(part, dest)
-    meta_file.unlink(missing_ok=True)
 
 
 def _read_meta(path: Path) -> dict:
