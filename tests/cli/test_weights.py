@@ -7,6 +7,7 @@ import filecmp
 import hashlib
 import http.server
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -134,36 +135,44 @@ def test_download_resumes_after_an_interruption(server, tmp_path):
     assert generated.returncode == 0, generated.stderr
 
 
+DATA = "model.ckpt.data-00000-of-00001"
+
+
+def download_cut_halfway(server, tmp_path) -> Callable:
+    """Start a download that the server cuts off in the weights file; returns `again()`, which
+    runs the same command once more."""
+    url, out = f"http://127.0.0.1:{server.server_port}", tmp_path / "models" / "gpt2"
+
+    def again():
+        return run_cli("download", "124M", "--mirror", url, "--out", str(out))
+
+    server.cut = DATA
+    assert_user_error(again(), "interrupted")
+    return again
+
+
 def test_a_resumed_download_is_checked_whole_and_a_changed_file_fetched_again(server, tmp_path):
-    url = f"http://127.0.0.1:{server.server_port}"
-    out = tmp_path / "models" / "gpt2"
-    data = "model.ckpt.data-00000-of-00001"
-    server.cut = data
-    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "interrupted")
-    part = next(tmp_path.glob(f"models/.gpt2.*.download/{data}.part"))
+    again = download_cut_halfway(server, tmp_path)
+    part = next(tmp_path.glob(f"models/.gpt2.*.download/{DATA}.part"))
     part.write_bytes(b"X" + part.read_bytes()[1:])  # corrupt the part already fetched
-    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "MD5 mismatch")
+    assert_user_error(again(), "MD5 mismatch")
     assert not part.exists()
     # the file changes on the server while the download is cut: the resumed run must not splice the two
-    server.cut = data
-    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "interrupted")
+    download_cut_halfway(server, tmp_path)
     changed = tmp_path / "changed"
-    changed.write_bytes(server.files[data].read_bytes()[::-1])
-    server.files[data], server.ranges = changed, []
-    assert run_cli("download", "124M", "--mirror", url, "--out", str(out)).returncode == 0
+    changed.write_bytes(server.files[DATA].read_bytes()[::-1])
+    server.files[DATA], server.ranges = changed, []
+    assert again().returncode == 0
     assert not server.ranges  # If-Range did not match, so the whole new file came
-    assert filecmp.cmp(out / data, changed, shallow=False)
+    assert filecmp.cmp(tmp_path / "models" / "gpt2" / DATA, changed, shallow=False)
 
 
 def test_a_resumed_download_answered_with_another_range_starts_over(server, tmp_path):
-    url = f"http://127.0.0.1:{server.server_port}"
-    out = tmp_path / "models" / "gpt2"
-    data = "model.ckpt.data-00000-of-00001"
-    server.cut = data
-    assert_user_error(run_cli("download", "124M", "--mirror", url, "--out", str(out)), "interrupted")
+    again = download_cut_halfway(server, tmp_path)
     server.whole_as_206 = True
-    assert run_cli("download", "124M", "--mirror", url, "--out", str(out)).returncode == 0
-    assert filecmp.cmp(out / data, server.files[data], shallow=False)  # not the whole file spliced on the part
+    assert again().returncode == 0
+    # the whole file was not spliced onto the part
+    assert filecmp.cmp(tmp_path / "models" / "gpt2" / DATA, server.files[DATA], shallow=False)
 
 
 def test_download_errors(server, tmp_path):
