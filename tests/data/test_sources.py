@@ -68,6 +68,18 @@ def test_text_without_spaces_is_cut_at_newlines_in_linear_time(tok, tmp_path):
     assert [i for p in pieces for i in tok.encode(p)] == tok.encode(text)
 
 
+def test_jsonl_with_any_line_ends(tmp_path):
+    from gpt2kit.data.sources import iter_documents
+
+    for end in ("\n", "\r\n", "\r"):
+        path = tmp_path / "d.jsonl"
+        path.write_bytes(end.join(['{"text": "one\u2028still one"}', '{"text": "two"}', "", '{"x": 1}']).encode())
+        with pytest.raises(DataError, match=r"d.jsonl:4: no 'text' field"):  # records counted right
+            list(iter_documents(path))
+        path.write_bytes(end.join(['{"text": "one\u2028still one"}', '{"text": "two"}']).encode() + end.encode())
+        assert [list(d) for d in iter_documents(path)] == [["one\u2028still one"], ["two"]]
+
+
 def test_errors_give_the_offset_in_the_file(tmp_path):
     path = tmp_path / "t.txt"
     path.write_bytes(b"\xef\xbb\xbf" + b"line\n" * 3000 + b"caf\xe9\n")

@@ -106,7 +106,10 @@ def iter_documents(path: Path, *, text_column: str = "text", errors: str = "stri
 
 
 def _jsonl(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:
-    for n, line in enumerate(rows, 1):
+    # JSON strings hold no raw CR or LF, so a CR alone (old Mac line ends) also ends a record;
+    # U+2028 and other Unicode line breaks may stand inside strings and do not
+    records = (record for row in rows for record in row.removesuffix("\n").removesuffix("\r").split("\r"))
+    for n, line in enumerate(records, 1):
         if not line.strip():
             continue
         try:
