@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.1,
                         help="embedding, attention and residual dropout of both models (GPT-2's is 0.1)")
     parser.add_argument("--only", default=None,
-                        help="comma-separated row names to run (default: the first five; see the list in main)")
+                        help="comma-separated row names to run (default: the first six; see the list in main)")
     args = parser.parse_args()
     rows = [  # name, impl, precision, checkpointing, lora rank
         ("transformers fp32", "transformers", "fp32", False, 0),
@@ -105,8 +105,8 @@ def main() -> None:
         ("gpt2kit bf16 autocast + checkpointing + bf16 Adam state", "gpt2kit", "bf16", True, -1),
     ]
     default = {r[0] for r in rows[:6]}
-    keep = set(args.only.split(",")) if args.only else default
-    rows = [r for r in rows if r[0] in keep]
+    wanted = set(args.only.split(",")) if args.only else default
+    rows = [r for r in rows if r[0] in wanted]
     results = []
     for name, impl, precision, ckpt, lora in rows:
         start = time.perf_counter()

@@ -26,13 +26,22 @@ def _dropped_of_65536(p: float) -> int:
     return min(round(p * 65536), 65535)  # at least one value in 65536 is kept
 
 
+def _blocks(t: int, block: int) -> list[tuple[int, int]]:
+    """(start, end) of each block of query rows; the block from start to end meets keys 0..end."""
+    return [(start, min(start + block, t)) for start in range(0, t, block)]
+
+
+def _dropped(prob: torch.Tensor, keep: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """The attention weights after dropout, in the dtype they multiply v in."""
+    return (prob * keep).mul_(scale).to(dtype)
+
+
 def keep_masks(bh: int, t: int, p: float, device: torch.device, block: int) -> list[torch.Tensor]:
     """One boolean keep-mask (bh, rows, keys) per query block; an entry is kept with
     probability 1 - round(p * 65536) / 65536 (p to within 1.6e-5)."""
     threshold = _dropped_of_65536(p) - 32768  # keep a random int16 r when r >= threshold
     masks = []
-    for start in range(0, t, block):
-        end = min(start + block, t)
+    for start, end in _blocks(t, block):
         n = bh * (end - start) * end
         # the full int64 range: random_() alone leaves the sign bit 0, which skews one lane in four
         bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
@@ -58,14 +67,12 @@ class _DropoutCausalAttention(torch.autograd.Function):
         probs = []
         with torch.autocast(q.device.type, enabled=False):
             qf, kf = q.float(), k.float()
-            for i, start in enumerate(range(0, t, block)):
-                end = min(start + block, t)
+            for i, (start, end) in enumerate(_blocks(t, block)):
                 s = torch.bmm(qf[:, start:end], kf[:, :end].transpose(1, 2)).mul_(scale)  # (bh, rows, end) fp32
                 s[:, :, start:].masked_fill_(_upper(end - start, q.device), float("-inf"))
                 s = s.softmax(dim=-1)
                 probs.append(s)
-                dropped = (s * masks[i]).mul_(kept).to(v.dtype)
-                torch.bmm(dropped, v[:, :end], out=out[:, start:end])
+                torch.bmm(_dropped(s, masks[i], kept, v.dtype), v[:, :end], out=out[:, start:end])
         ctx.save_for_backward(q, k, v, out, *probs, *masks)
         ctx.blocks, ctx.block, ctx.p = len(probs), block, p
         return out
@@ -82,11 +89,9 @@ class _DropoutCausalAttention(torch.autograd.Function):
         dq = torch.empty_like(q)
         dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
         dv = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
-        for i, start in enumerate(range(0, t, ctx.block)):
-            end = min(start + ctx.block, t)
+        for i, (start, end) in enumerate(_blocks(t, ctx.block)):
             prob, mask, g = probs[i], masks[i], grad_out[:, start:end]
-            dropped = (prob * mask).mul_(kept).to(dtype)
-            dv[:, :end] += torch.bmm(dropped.transpose(1, 2), g).float()
+            dv[:, :end] += torch.bmm(_dropped(prob, mask, kept, dtype).transpose(1, 2), g).float()
             dp = torch.bmm(g, v[:, :end].transpose(1, 2)).float().mul_(mask).mul_(kept)
             ds = dp.sub_(row_dot[:, start:end]).mul_(prob).mul_(scale).to(dtype)  # d loss / d scores
             torch.bmm(ds, k[:, :end], out=dq[:, start:end])
