@@ -1,8 +1,10 @@
 """Training checkpoints: a loadable model folder plus the trainer's state, written atomically.
 
 Each checkpoint is `OUT/checkpoints/step-NNNNNNN/`, assembled under a hidden temporary
-name and renamed into place, so a kill during saving leaves the previous checkpoints as
-they were and no half-written one under a real name. `trainer_state.pt` holds everything
+name, fsynced and renamed into place, so a kill during saving leaves the previous
+checkpoints as they were and no half-written one under a real name. Saving a step that
+exists already moves the old one aside first; a kill between the two renames is repaired
+by `recover()` on the next save or resume. `trainer_state.pt` holds everything
 else a run needs to continue exactly: optimizer, step, epoch, data position, RNG states,
 LoRA adapters. It is read back with `torch.load(weights_only=True)`.
 """
@@ -16,10 +18,13 @@ from typing import Any
 
 import torch
 
+from gpt2kit.atomic import fsync_path, fsync_tree
 from gpt2kit.errors import TrainingError
 
 STATE_FILE = "trainer_state.pt"
 PREFIX = "step-"
+TMP = ".tmp-"  # a checkpoint being written
+REPLACED = ".replaced-"  # a complete checkpoint moved aside while the same step is saved again
 
 
 def checkpoint_dir(out: Path) -> Path:
@@ -40,37 +45,47 @@ def save_checkpoint(out: Path, step: int, write_model, state: dict[str, Any], ke
     root = checkpoint_dir(out)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:07d}"
-    for stale in root.glob(".tmp-*"):  # left by a run killed while saving
+    recover(out)
+    for stale in root.glob(f"{TMP}*"):  # half-written by a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    tmp = root / f"{TMP}{final.name}-{os.getpid()}"
     tmp.mkdir()
     write_model(tmp)
     torch.save(state, tmp / STATE_FILE)
-    for f in tmp.iterdir():
-        _fsync(f)
-    _fsync(tmp)
-    old = root / f".tmp-old-{final.name}-{os.getpid()}"
+    fsync_tree(tmp)  # complete on disk before it can take the real name
+    old = root / f"{REPLACED}{final.name}-{os.getpid()}"
     if final.exists():  # the same step saved again: the new one replaces it only once complete
-        os.rename(final, old)
+        os.rename(final, old)  # a kill right after this leaves `old`, which recover() puts back
+        fsync_path(root)
     os.rename(tmp, final)  # the moment the checkpoint exists
-    _fsync(root)
+    fsync_path(root)
     shutil.rmtree(old, ignore_errors=True)
     for old in list_checkpoints(out)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def recover(out: Path) -> list[Path]:
+    """Put back a checkpoint that was moved aside to be replaced when the run was killed
+    before its replacement took the name; a replacement that made it wins."""
+    root = checkpoint_dir(out)
+    restored = []
+    for moved in sorted(root.glob(f"{REPLACED}*")) if root.is_dir() else []:
+        name = moved.name.removeprefix(REPLACED).rsplit("-", 1)[0]
+        target = root / name
+        if not target.exists() and (moved / STATE_FILE).is_file():
+            os.rename(moved, target)
+            fsync_path(root)
+            restored.append(target)
+        else:
+            shutil.rmtree(moved, ignore_errors=True)
+    return restored
 
 
 def find_resume(out: Path, resume: str) -> Path:
     """The checkpoint `--resume` names: "latest" in OUT, or a checkpoint folder."""
     if resume == "latest":
+        recover(out)
         found = list_checkpoints(out)
         if not found:
             raise TrainingError(f"{out}: no checkpoint with trainer state to resume from")

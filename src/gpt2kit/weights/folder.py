@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from gpt2kit.atomic import fsync_path, fsync_tree
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
@@ -108,7 +109,8 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
 
     A new folder appears by one rename; into an existing one, files move one by one with
     os.replace (weights last), so an interruption never leaves a half-written file under its
-    real name and never touches files the folder held besides ours.
+    real name and never touches files the folder held besides ours. Everything is fsynced
+    before it is renamed, and the renames are fsynced after.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -117,14 +119,17 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stay on the renamed folder
     try:
         write(tmp)
+        fsync_tree(tmp)  # the files' data is on disk before any of them takes a real name
         if not path.exists():
             os.rename(tmp, path)
+            fsync_path(path.parent)
         else:
             if not path.is_dir():
                 raise WeightsError(f"{path}: exists and is not a folder")
             names = sorted(os.listdir(tmp), key=lambda n: ("safetensors" in n or ".data-" in n, n))
             for name in names:
                 os.replace(tmp / name, path / name)
+            fsync_path(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
