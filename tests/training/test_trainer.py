@@ -55,8 +55,18 @@ def test_loss_falls_on_real_text(kjv_file, tmp_path):
 
 
 def run_cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}  # the thread count decides rounding: fixed for the comparison
     return subprocess.Popen([sys.executable, "-m", "gpt2kit", "finetune", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def diagnosis(tmp_path: Path, killed_at: int) -> str:
+    """Which of the two runs went apart, and under what conditions each ran."""
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    first = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    where = "before the kill: the two fresh runs disagree" if first < killed_at else "after the resume"
+    prints = [json.loads((tmp_path / run / "train_config.json").read_text()).get("fingerprint") for run in "ab"]
+    return f"first difference at step {first + 1} ({where}); fingerprints: {prints[0]} vs {prints[1]}"
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(kjv_file, tmp_path):
@@ -76,9 +86,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(kjv_file, tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = len(losses(tmp_path / "b"))
     resumed = run_cli([*common, "--out", str(tmp_path / "b"), "--resume"])
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
-    assert losses(tmp_path / "b") == losses(tmp_path / "a")  # bitwise, step for step
+    # same seed, same machine, same threads (OMP_NUM_THREADS below) -> bitwise, step for step
+    assert losses(tmp_path / "b") == losses(tmp_path / "a"), diagnosis(tmp_path, killed_at)
     a = GPT2.from_pretrained(tmp_path / "a" / "model").state_dict()
     b = GPT2.from_pretrained(tmp_path / "b" / "model").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -200,3 +212,18 @@ def test_bf16_adam_state_trains_and_resumes(kjv_file, tmp_path):
     assert first.steps == 4 and losses(tmp_path / "run")[-1] < losses(tmp_path / "run")[0]
     state = ckpt.load_state(ckpt.list_checkpoints(tmp_path / "run")[-1])
     assert next(iter(state["optimizer"]["state"].values()))["exp_avg"].dtype == torch.bfloat16
+
+
+def test_resuming_under_other_conditions_says_what_changed(kjv_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    finetune(config(kjv_file, out, max_steps=2, val_fraction=0.0))
+    saved = json.loads((out / "train_config.json").read_text())["fingerprint"]
+    assert saved["threads"] == torch.get_num_threads() and "cpu_capability" in saved
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        finetune(config(kjv_file, out, max_steps=3, val_fraction=0.0, resume="latest"))
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert f"threads: {threads} -> {threads + 1}" in err and "only to rounding" in err

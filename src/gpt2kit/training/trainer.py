@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from gpt2kit.atomic import atomic_write
 from gpt2kit.data.dataset import WindowSampler, eval_windows, load_splits
 from gpt2kit.devices import resolve_device
 from gpt2kit.errors import TrainingError
@@ -33,6 +33,7 @@ from gpt2kit.training import checkpoints as ckpt
 from gpt2kit.training.config import TrainConfig
 from gpt2kit.training.lora import LoRALinear, add_lora, has_lora
 from gpt2kit.training.loss import linear_cross_entropy
+from gpt2kit.training.reproducibility import differences, fingerprint, reproducible_math
 from gpt2kit.training.schedule import lr_at, make_optimizer
 
 
@@ -101,6 +102,8 @@ class Trainer:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
+        if self.device.type == "cpu":  # before MKL's first call: its mode is fixed from then on
+            reproducible_math()
         if config.precision == "fp16" and self.device.type != "cuda":
             raise TrainingError("fp16 training needs CUDA (it relies on a gradient scaler); use --precision bf16")
         _check_out(config)
@@ -136,6 +139,7 @@ class Trainer:
         self.last_val: float | None = None
         self.last_val_step = -1
         self.stale_after: int | None = None  # resumed from an older checkpoint of this run: later ones go at saving
+        self.fingerprint = fingerprint(self.device)
         if config.resume:
             self._resume(ckpt.find_resume(config.out, config.resume))
 
@@ -202,6 +206,10 @@ class Trainer:
             with torch.no_grad():
                 for name, p in self.model.state_dict().items():
                     p.copy_(weights[name])
+        changed = differences(state.get("fingerprint", {}), self.fingerprint)
+        if changed:
+            print(f"warning: {path} was saved under other conditions ({'; '.join(changed)}); the resumed run "
+                  "continues, but its losses match an uninterrupted run only to rounding", file=sys.stderr)
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"], self.device)
@@ -216,9 +224,7 @@ class Trainer:
         metrics = self.config.out / "metrics.jsonl"
         if metrics.is_file():
             kept = [json.dumps(r) + "\n" for r in read_metrics(metrics) if r.get("step", 0) <= self.step]
-            tmp = metrics.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, metrics)
+            atomic_write(metrics, "".join(kept))
 
     def _save(self) -> Path:
         if self.stale_after is not None:
@@ -232,7 +238,7 @@ class Trainer:
             "last_val": self.last_val, "last_val_step": self.last_val_step,
             "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
             "rng": _rng_state(self.device), "lora": has_lora(self.model), "adapters": self._adapters(),
-            "config": json.dumps(self.config.to_dict()),
+            "config": json.dumps(self.config.to_dict()), "fingerprint": self.fingerprint,
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
@@ -294,7 +300,8 @@ class Trainer:
         if config.overwrite and not config.resume:
             _clear_run(config.out)
         config.out.mkdir(parents=True, exist_ok=True)
-        (config.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write(config.out / "train_config.json",
+                     json.dumps({**config.to_dict(), "fingerprint": self.fingerprint}, indent=2) + "\n")
         tokens_per_step = self.seq_len * config.batch_size * config.grad_accum
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", disable=not config.progress,
                    dynamic_ncols=True)
