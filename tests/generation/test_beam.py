@@ -75,3 +75,31 @@ def test_invalid_beam_settings(pair):
         generate(ours, [1], num_beams=2, num_return_sequences=3)
     with pytest.raises(GenerationError, match="beam search cannot go past"):
         generate(ours, [1], num_beams=2, max_new_tokens=500)
+
+
+def test_beam_search_is_deterministic_by_default(pair):
+    """transformers' beam search samples only when asked to (do_sample): neither does ours, whatever the seed."""
+    hf, ours = pair
+    kwargs = dict(num_beams=3, max_new_tokens=10, num_return_sequences=2)
+    first = generate(ours, PROMPTS, seed=1, **kwargs)
+    assert generate(ours, PROMPTS, seed=2, **kwargs) == first
+    assert [strip(s) for s in first] == hf_generate(hf, PROMPTS, **kwargs)
+
+
+def test_beam_sampling_only_when_asked(pair):
+    _, ours = pair
+    kwargs = dict(num_beams=3, max_new_tokens=10, do_sample=True, top_k=50)
+    runs = [generate(ours, PROMPTS, seed=seed, **kwargs) for seed in (1, 1, 2)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("option", [dict(temperature=0.7), dict(top_k=40), dict(top_p=0.9), dict(min_p=0.1)])
+def test_sampling_options_without_sampling_are_refused(pair, option):
+    _, ours = pair
+    name = next(iter(option)).replace("_", "-")
+    with pytest.raises(GenerationError, match=f"{name} applies to sampling, and beam search is deterministic"):
+        generate(ours, [1], num_beams=2, **option)
+    with pytest.raises(GenerationError, match=f"{name} applies to sampling, and do-sample is off"):
+        generate(ours, [1], do_sample=False, **option)
+    with pytest.raises(GenerationError, match="temperature 0 means greedy"):
+        generate(ours, [1], do_sample=True, temperature=0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from gpt2kit import generate
-from gpt2kit.errors import GenerationError
+from gpt2kit import GPT2, generate
+from gpt2kit.errors import ConfigError, GenerationError
 from helpers import hf_pair, random_model, tiny_config
 
 PROMPTS = [[464], [464, 3290, 318, 257], list(range(1000, 1030))]
@@ -95,12 +97,77 @@ def test_padded_batch_equals_each_prompt_alone(tiny_model):
     assert batch == alone
 
 
-def test_padded_batch_equals_alone_past_the_context():
-    model = random_model(tiny_config(n_positions=24))
-    prompts = [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10]]
-    batch = generate(model, prompts, max_new_tokens=40, temperature=0, eos_token_id=None)
-    assert [len(s) for s in batch] == [40, 40]
-    assert batch[1][:14] == generate(model, prompts[1], max_new_tokens=14, temperature=0, eos_token_id=None)[0]
+def sharp(model):
+    """Random weights scaled up, so greedy output depends on the context instead of repeating one
+    token (a drifting window then shows as different ids)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5)
+    return model
+
+
+MIXED = [[5, 900, 17, 4, 33, 250, 999, 8, 61, 700, 12], [1], [42, 43, 44], [300, 301, 302, 303, 304, 305]]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_padded_batch_equals_alone_far_past_the_context(seed):
+    ctx = 32
+    model = sharp(random_model(tiny_config(n_positions=ctx, vocab_size=1000), seed=seed))
+    kwargs = dict(max_new_tokens=3 * ctx, temperature=0, eos_token_id=None)
+    batch = generate(model, MIXED, **kwargs)
+    alone = [generate(model, p, **kwargs)[0] for p in MIXED]
+    assert [len(s) for s in batch] == [3 * ctx] * len(MIXED)
+    assert all(len(set(s)) > 3 for s in alone)  # not a loop of one token, which would hide a drift
+    for row, (got, expected) in enumerate(zip(batch, alone, strict=True)):
+        drift = next((i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b), None)
+        assert drift is None, f"row {row} drifts from new token {drift}"
+
+
+def test_small_vocabulary_batches_with_its_own_ids(tmp_path):
+    """A 1000-token model saved with GPT-2's special ids (50256, outside its vocabulary): padding
+    and stopping use ids it has. Batched rows equal each prompt alone and transformers' output."""
+    hf, ours = hf_pair(tmp_path, tiny_config(vocab_size=1000))
+    sharp(hf), sharp(ours)
+    batch = generate(ours, MIXED, max_new_tokens=20, temperature=0)
+    assert batch == [generate(ours, p, max_new_tokens=20, temperature=0)[0] for p in MIXED]
+    width = max(map(len, MIXED))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in MIXED])
+    mask = (ids != -1).long()
+    for r, p in enumerate(MIXED):
+        mask[r, :width - len(p)] = 0
+    with torch.no_grad():
+        ref = hf.generate(ids, attention_mask=mask, max_new_tokens=20, do_sample=False, pad_token_id=0)
+    assert batch == [row[width:].tolist() for row in ref]
+    beams = generate(ours, MIXED, max_new_tokens=6, num_beams=2)
+    assert [len(s) for s in beams] == [6] * len(MIXED)
+
+
+def test_generation_config_ids_are_the_defaults(tmp_path):
+    model = sharp(random_model(tiny_config(vocab_size=1000), seed=1))
+    prompt = MIXED[3]
+    free = generate(model, prompt, max_new_tokens=12, temperature=0, eos_token_id=None)[0]
+    first = [i for i, t in enumerate(free) if i >= 2 and t not in free[:i]]  # tokens new at step i
+    stop, other = free[first[0]], free[first[1]]
+    expected = free[:first[0] + 1]
+    model.save_pretrained(tmp_path / "m")
+    config = tmp_path / "m" / "generation_config.json"
+    config.write_text(json.dumps({"eos_token_id": stop, "pad_token_id": 3}))
+    loaded = GPT2.from_pretrained(tmp_path / "m")
+    assert generate(loaded, prompt, max_new_tokens=12, temperature=0)[0] == expected
+    assert generate(loaded, prompt, max_new_tokens=12, temperature=0, eos_token_id=None)[0] == free
+    config.write_text(json.dumps({"eos_token_id": [other, stop]}))  # transformers allows a list
+    assert generate(GPT2.from_pretrained(tmp_path / "m"), prompt, max_new_tokens=12, temperature=0)[0] == expected
+    config.write_text(json.dumps({"eos_token_id": "end"}))
+    with pytest.raises(ConfigError, match="eos_token_id must be a token id"):
+        generate(GPT2.from_pretrained(tmp_path / "m"), prompt, max_new_tokens=2)
+
+
+def test_special_ids_outside_the_vocabulary_are_refused():
+    model = random_model(tiny_config(vocab_size=1000))
+    for name in ("pad_token_id", "eos_token_id"):
+        with pytest.raises(GenerationError, match=f"{name.replace('_', '-')}: token id 50256 is outside"):
+            generate(model, [[1, 2], [3]], max_new_tokens=2, **{name: 50256})
 
 
 def test_num_samples_and_batch_size(tiny_model):
@@ -216,3 +283,8 @@ def test_stop_strings_before_min_new_tokens_are_passed_over(tiny_model):
     from gpt2kit import stream
 
     assert "".join(stream(tiny_model, tok, "x", min_new_tokens=3, **kwargs)) == "A.B"
+
+
+def test_do_sample_false_is_greedy(tiny_model):
+    assert generate(tiny_model, [10, 20], max_new_tokens=8, do_sample=False, seed=1) == \
+        generate(tiny_model, [10, 20], max_new_tokens=8, temperature=0)

@@ -2,8 +2,11 @@
 
 Rows of different lengths are padded on the left, so every row's next token sits in
 the same column; the mask hides padding and the model derives positions from it, which
-makes each row decode exactly as it would alone. When the cache reaches the model's
-context, the window slides: the last three quarters of it are re-run into a reset cache.
+makes each row decode exactly as it would alone. Each row also has its own window: alone,
+a row slides when its own tokens fill the model's context, keeping the last three quarters
+of them. Padded rows fill up later than the longest one, so in a batch a row slides at its
+own step, its window start moves, and the columns before it are masked for that row; every
+slide re-runs all rows' windows into a reset cache (the cache spans the widest window).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ class Batch:
         self.model = model
         self.width = max(len(r) for r in rows)  # padded prompt length
         self.length = self.width  # columns filled so far
-        self.start = 0  # first column the cache has seen (moves when the window slides)
+        self.start = 0  # first column the cache holds: the earliest row window start
         device = model.device
         total = self.width + new_tokens
         self.tokens = torch.full((len(rows), total), pad_token_id, dtype=torch.long, device=device)
@@ -27,6 +30,9 @@ class Batch:
             self.tokens[r, self.width - len(row):self.width] = torch.tensor(row, dtype=torch.long)
             self.mask[r, self.width - len(row):self.width] = 1
         self.padded = any(len(r) < self.width for r in rows)
+        # (B,) first column of each row's window: its first real token, until it slides
+        self.starts = torch.tensor([self.width - len(r) for r in rows], dtype=torch.long, device=device)
+        self.window = self.mask.clone()  # (B, total): the mask, less the columns before each row's window
         self.cache = model.new_cache(len(rows), min(total, model.config.n_positions))
         self.vocab_size = model.config.vocab_size
 
@@ -46,11 +52,15 @@ class Batch:
         n = self.length
         self.tokens[:, n] = next_tokens
         self.mask[:, n] = 1
+        self.window[:, n] = 1
         self.length = n + 1
-        if self.cache.length == self.cache.max_length:
-            keep = self.model.config.n_positions * 3 // 4
+        ctx = self.model.config.n_positions
+        if n - self.start >= ctx:  # the widest window is full
+            full = n - self.starts >= ctx  # rows whose window has no room for the new token
+            self.starts[full] = self.length - ctx * 3 // 4
+            self.window[full, :self.length - ctx * 3 // 4] = 0
+            self.start = int(self.starts.min())
             self.cache.reset()
-            self.start = self.length - keep
             return self._forward(self.start, self.length)
         return self._forward(n, n + 1)
 
@@ -58,10 +68,13 @@ class Batch:
         """Keep rows `index` (beam search)."""
         self.tokens = self.tokens.index_select(0, index)
         self.mask = self.mask.index_select(0, index)
+        self.starts = self.starts.index_select(0, index)
+        self.window = self.window.index_select(0, index)
         self.cache.reorder(index)
 
     @torch.no_grad()
     def _forward(self, begin: int, end: int) -> torch.Tensor:
-        mask = self.mask[:, self.start:end] if self.padded else None
+        # rows without padding share one window, whose positions count from the cache start
+        mask = self.window[:, self.start:end] if self.padded else None
         logits = self.model(self.tokens[:, begin:end], attention_mask=mask, cache=self.cache, last_only=True)
         return logits[:, -1].float()

@@ -19,6 +19,7 @@ from gpt2kit.generation import logits as logits_steps
 from gpt2kit.generation.batch import Batch
 from gpt2kit.generation.sampling import CHOOSERS, greedy
 from gpt2kit.generation.settings import GenerationSettings, settings_from
+from gpt2kit.generation.special_ids import special_ids
 from gpt2kit.generation.stopping import StopCriteria
 from gpt2kit.model.gpt2 import GPT2
 
@@ -62,10 +63,13 @@ def check_prompts(prompts: list[list[int]], model: GPT2, settings: GenerationSet
         if settings.max_length is not None and len(ids) >= settings.max_length:
             raise GenerationError(f"{where} has {len(ids)} tokens; max-length {settings.max_length} leaves no "
                                   "room to generate")
-    for name in ("bad_token_ids", "stop_token_ids"):
-        bad = next((t for t in getattr(settings, name) if not 0 <= t < vocab), None)
+    for name in ("bad_token_ids", "stop_token_ids", "eos_token_id", "pad_token_id"):
+        value = getattr(settings, name)
+        bad = next((t for t in (value if isinstance(value, tuple) else (value,))
+                    if t is not None and not 0 <= t < vocab), None)
         if bad is not None:
-            raise GenerationError(f"{name.replace('_', '-')}: token id {bad} is outside the vocabulary")
+            raise GenerationError(f"{name.replace('_', '-')}: token id {bad} is outside the vocabulary "
+                                  f"(0..{vocab - 1})")
     if settings.num_beams > 1 and max(len(p) for p in prompts) + max(
             settings.new_tokens_for(len(p)) for p in prompts) > ctx:
         raise GenerationError(f"beam search cannot go past the model's context of {ctx} tokens; "
@@ -127,6 +131,7 @@ def generate_all(model: GPT2, prompts: list[list[int]], settings: GenerationSett
     """Every generation for every prompt, prompt-major."""
     from gpt2kit.generation.beam import beam_search
 
+    settings = settings.for_model(special_ids(model))
     check_prompts(prompts, model, settings)
     generator = None if settings.greedy else make_generator(settings, model.device)
     results: list[Generation] = []

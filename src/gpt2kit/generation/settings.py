@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpt2kit.config import EOT_TOKEN_ID
 from gpt2kit.errors import GenerationError
 
+if TYPE_CHECKING:
+    from gpt2kit.generation.special_ids import SpecialIds
+
 SAMPLERS = ("multinomial", "gumbel")
+FROM_MODEL = "model"  # eos_token_id default: the model's own (generation_config.json, else config.json)
+# options that shape the sampling distribution, with the value that turns each off
+SAMPLING_ONLY = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "typical_p": 1.0, "min_p": 0.0,
+                 "sampler": "multinomial"}
 
 
 @dataclass
@@ -20,6 +27,7 @@ class GenerationSettings:
     max_length: int | None = None  # prompt + generated tokens (Texar's max_decoding_length); the smaller wins
     min_new_tokens: int = 0  # end-of-text and stop tokens are banned until this many are generated
     # ---- choice of the next token --------------------------------------------------------------
+    do_sample: bool | None = None  # None: sample unless temperature is 0 or beam search runs
     temperature: float = 1.0  # 0 means greedy
     top_k: int = 0  # 0 disables
     top_p: float = 1.0  # 1 disables
@@ -39,14 +47,14 @@ class GenerationSettings:
     early_stopping: bool | str = False  # True, False or "never", as in transformers
     num_return_sequences: int = 1  # best beams returned per prompt
     # ---- stopping --------------------------------------------------------------------------------
-    eos_token_id: int | None = EOT_TOKEN_ID  # None: never stop on end-of-text
+    eos_token_id: int | str | None = FROM_MODEL  # "model": the model's own; None: never stop on end-of-text
     stop_token_ids: Sequence[int] = ()
     stop: Sequence[str] = ()  # stop strings, found across token boundaries and cut from the text
     # ---- batching and randomness -----------------------------------------------------------------
     num_samples: int = 1  # samples per prompt (sampling and greedy decoding)
     batch_size: int | None = None  # rows per forward pass; None: all at once
     seed: int | None = None
-    pad_token_id: int = EOT_TOKEN_ID
+    pad_token_id: int | None = None  # None: the model's pad id, else its eos id, else 0 (padding is masked)
 
     def __post_init__(self) -> None:
         def integer(name: str, minimum: int, allow_none: bool = False) -> None:
@@ -65,6 +73,11 @@ class GenerationSettings:
         integer("num_return_sequences", 1)
         integer("num_samples", 1)
         integer("batch_size", 1, allow_none=True)
+        integer("pad_token_id", 0, allow_none=True)
+        if self.eos_token_id != FROM_MODEL:
+            integer("eos_token_id", 0, allow_none=True)
+        if self.do_sample not in (None, True, False):
+            raise GenerationError(f"do-sample must be true or false, got {self.do_sample!r}")
         for name in ("temperature", "top_p", "typical_p", "min_p", "repetition_penalty", "frequency_penalty",
                      "presence_penalty", "length_penalty"):
             if not math.isfinite(getattr(self, name)):
@@ -82,6 +95,13 @@ class GenerationSettings:
             raise GenerationError(f"repetition-penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
         if self.sampler not in SAMPLERS:
             raise GenerationError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.do_sample and self.temperature == 0:
+            raise GenerationError("temperature 0 means greedy decoding; sampling (do-sample) needs a temperature > 0")
+        unused = next((name for name, off in SAMPLING_ONLY.items() if getattr(self, name) != off), None)
+        if unused is not None and not self.sampling and self.temperature != 0:
+            what = "beam search is deterministic" if self.num_beams > 1 else "do-sample is off"
+            raise GenerationError(f"{unused.replace('_', '-')} applies to sampling, and {what}: "
+                                  "turn on do-sample to sample" + (" the beams" if self.num_beams > 1 else ""))
         if self.early_stopping not in (True, False, "never"):
             raise GenerationError(f"early-stopping must be true, false or 'never', got {self.early_stopping!r}")
         if self.num_return_sequences > self.num_beams:
@@ -101,8 +121,27 @@ class GenerationSettings:
             raise GenerationError("logits hooks must be callables (ids, logits) -> logits")
 
     @property
+    def sampling(self) -> bool:
+        """Whether tokens are drawn at random: by default only without beams and at a temperature > 0,
+        as transformers' beam search is deterministic unless sampling is asked for."""
+        if self.do_sample is not None:
+            return self.do_sample
+        return self.num_beams == 1 and self.temperature > 0
+
+    @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """Deterministic: greedy decoding, or beam search that takes the best candidates."""
+        return not self.sampling
+
+    def for_model(self, ids: SpecialIds) -> GenerationSettings:
+        """These settings with the model's own end-of-text and padding ids where none were given;
+        an eos list from generation_config.json adds its other ids to the stop tokens."""
+        eos, extra = self.eos_token_id, ()
+        if eos == FROM_MODEL:
+            eos, extra = (ids.eos[0], ids.eos[1:]) if ids.eos else (None, ())
+        pad = ids.pad if self.pad_token_id is None else self.pad_token_id
+        return dataclasses.replace(self, eos_token_id=eos, pad_token_id=pad,
+                                   stop_token_ids=(*self.stop_token_ids, *extra))
 
     def new_tokens_for(self, prompt_length: int) -> int:
         """Tokens to generate after a prompt of this length (max_length counts the prompt)."""
@@ -112,6 +151,8 @@ class GenerationSettings:
         return max(0, min(limits))
 
     def stop_ids(self) -> set[int]:
+        if self.eos_token_id == FROM_MODEL:
+            raise ValueError("settings not yet bound to a model: call for_model() first")
         ids = set(self.stop_token_ids)
         if self.eos_token_id is not None:
             ids.add(self.eos_token_id)
