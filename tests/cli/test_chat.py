@@ -73,3 +73,29 @@ def test_generate_interactive_is_the_same_loop(model_dir):
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_chat_refuses_several_samples_and_beams_at_start(model_dir):
+    """chat streams one sample per line: options for several would fail on every prompt, so they are refused."""
+    from helpers import assert_user_error, run_cli
+
+    for flag in ("--num-samples", "--num-beams"):
+        result = run_cli("chat", "--model", str(model_dir), flag, "2")
+        assert_user_error(result, flag)
+        assert ">>>" not in result.stdout
+
+
+def test_chat_stop_string_escapes(model_dir):
+    child = spawn(model_dir, "--max-new-tokens", "4")
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("/stop a\\tb")
+        child.expect_exact("stop = ['a\\tb']")
+        child.expect_exact(PROMPT)
+        child.sendline("/stop C:\\dir")
+        child.expect_exact("error: stop string 'C:\\dir': unknown escape \\d")
+        child.expect_exact(PROMPT)
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()

@@ -20,6 +20,7 @@ def test_greedy_stream_equals_library(model_dir):
         ids = ids[:-1]
     assert result.stdout == "The King said" + tok.decode(ids) + "\n"
     assert "random, untrained weights" in result.stderr
+    assert "stands in" not in result.stderr  # the shipped model is trained
 
 
 def test_samples_are_seeded(model_dir):
@@ -29,6 +30,31 @@ def test_samples_are_seeded(model_dir):
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout
     assert a.stdout.count("======== sample") == 2
+
+
+def test_outputs_are_labelled_by_what_they_are(model_dir, tmp_path):
+    base = ("generate", "--model", str(model_dir), "--prompt", "In the beginning", "--max-new-tokens", "6")
+    beams = run_cli(*base, "--num-beams", "3", "--num-return-sequences", "2", "--seed", "1")
+    assert beams.returncode == 0, beams.stderr
+    assert [line for line in beams.stdout.splitlines() if line.startswith("====")] == \
+        ["======== beam 1 ========", "======== beam 2 ========"]
+    # beam search is deterministic unless --do-sample: the seed changes nothing, and it equals the library's
+    assert run_cli(*base, "--num-beams", "3", "--num-return-sequences", "2", "--seed", "2").stdout == beams.stdout
+    expected = complete(GPT2.from_pretrained(model_dir), Tokenizer.from_pretrained(), "In the beginning",
+                        num_beams=3, num_return_sequences=2, max_new_tokens=6)
+    assert beams.stdout.splitlines()[1::2] == [c.prompt + c.text for c in expected]
+    out = tmp_path / "sampled.jsonl"
+    sampled = run_cli(*base, "--num-beams", "3", "--do-sample", "--top-k", "20", "--seed", "1", "--output", str(out))
+    assert sampled.returncode == 0, sampled.stderr
+    assert f"wrote 1 beam to {out}" in sampled.stderr
+    greedy = run_cli(*base, "--num-samples", "2", "--temperature", "0")
+    assert [line for line in greedy.stdout.splitlines() if line.startswith("====")] == \
+        ["======== greedy 1 ========", "======== greedy 2 ========"]
+
+
+def test_refuses_sampling_options_with_deterministic_beams(model_dir):
+    assert_user_error(run_cli("generate", "--model", str(model_dir), "--num-beams", "2", "--top-k", "40"),
+                      "top-k applies to sampling", "do-sample")
 
 
 def test_prompt_file_to_jsonl(model_dir, tmp_path):
@@ -58,6 +84,38 @@ def test_stop_string_is_cut(model_dir):
     assert cut.stdout == full[: full.find(stop)] + "\n"
 
 
+def test_stop_escapes(model_dir):
+    from gpt2kit.cli.generation_options import unescape
+
+    assert unescape("\\n") == "\n" and unescape("a\\tb\\r\\n") == "a\tb\r\n"
+    assert unescape("\\\\n") == "\\n" and unescape("\\u00e9\\U0001F642") == "é🙂"
+    args = ("generate", "--model", str(model_dir), "--prompt", "Hi", "--max-new-tokens", "20", "--seed", "9",
+            "--no-stop")
+    generated = run_cli(*args).stdout.rstrip("\n")[len("Hi"):]
+    char = generated[len(generated) // 2]
+    cut = run_cli(*args, "--stop", f"\\u{ord(char):04x}")
+    assert cut.returncode == 0, cut.stderr
+    assert cut.stdout == "Hi" + generated[: generated.find(char)] + "\n"
+
+
+# the JSONL case writes ~90 kB at the end, more than a pipe holds, so its writes fail too
+@pytest.mark.parametrize("extra", [("--max-new-tokens", "1500"), ("--max-new-tokens", "250", "--num-samples", "24",
+                                                                  "--output", "-")], ids=["streamed", "jsonl"])
+def test_a_reader_that_stops_early_ends_it_quietly(model_dir, extra):
+    """`gpt2kit generate ... | head -c 16`: no "Broken pipe" error, exit status 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "gpt2kit", "generate", "--model", str(model_dir),
+                                "--no-stop", "--seed", "0", *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert len(process.stdout.read(16)) == 16
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) in (0, 141, -13), stderr  # 141 / -13: ended by SIGPIPE, as `yes | head`
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr, stderr
+
+
 def test_unconditional_bf16_and_long_output(model_dir):
     result = run_cli("generate", "--model", str(model_dir), "--unconditional", "--dtype", "bf16",
                      "--max-new-tokens", "300", "--no-stop", "--seed", "0", "--output", "-")
@@ -81,10 +139,17 @@ def test_unconditional_bf16_and_long_output(model_dir):
         (("--early-stopping", "maybe"), ("early-stopping",)),
         (("--prompt", "word " * 200), ("leaves no room",)),
         (("--prompt", "a b c", "--max-length", "2"), ("max-length",)),
+        (("--prompt", "a", "--stop", "C:\\dir"), ("unknown escape \\d", "write \\\\ for a backslash")),
+        (("--prompt", "a", "--stop", "\\u12"), ("\\u takes 4 hex digits",)),
+        (("--prompt", "a", "--bad-token-ids", "60000"), ("bad-token-ids", "outside the vocabulary")),
+        (("--interactive", "--num-samples", "2"), ("--interactive", "--num-samples")),
+        (("--interactive", "--prompt", "x"), ("--interactive", "--prompt")),
     ],
 )
 def test_refuses_bad_settings(model_dir, args, fragments):
-    assert_user_error(run_cli("generate", "--model", str(model_dir), *args), *fragments)
+    result = run_cli("generate", "--model", str(model_dir), *args)
+    assert_user_error(result, *fragments)
+    assert result.stdout == ""  # nothing, not even the prompt, is printed before the input is known to be good
 
 
 def test_refuses_bad_prompt_files(model_dir, tmp_path):
@@ -93,6 +158,10 @@ def test_refuses_bad_prompt_files(model_dir, tmp_path):
     assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(empty)), "no prompts")
     assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(tmp_path / "nope.txt")),
                       "not found")
+    assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(tmp_path)),
+                      str(tmp_path), "is a folder")
+    assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt", "x", "--num-samples", "2",
+                              "--output", str(tmp_path)), "is a folder", "--output")
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\xff\xfe\x00bad")
     assert_user_error(run_cli("generate", "--model", str(model_dir), "--prompt-file", str(binary)), "not UTF-8")

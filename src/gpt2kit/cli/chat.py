@@ -1,7 +1,9 @@
 """`gpt2kit chat`: an interactive prompt loop.
 
-Line editing and history come from readline. `/name value` changes a generation setting
-for the rest of the session; Ctrl-C stops the current generation and keeps the session;
+Each line typed is a prompt of its own, continued as one streamed sample; GPT-2 is a text
+continuer, not a chat model, and earlier lines are not part of the next prompt. Line editing
+and history come from readline. `/name value` changes a generation setting for the rest of
+the session; Ctrl-C stops the current generation and keeps the session;
 Ctrl-D (or /quit) leaves.
 """
 
@@ -13,7 +15,7 @@ import sys
 from typing import TextIO
 
 from gpt2kit.cli.args import add_device_options, add_model_option
-from gpt2kit.cli.generation_options import add_generation_options, settings_from_args
+from gpt2kit.cli.generation_options import add_generation_options, settings_from_args, unescape
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.generation import GenerationSettings, stream
 from gpt2kit.model import GPT2
@@ -29,16 +31,19 @@ HELP = """commands:
   /settings              show the current settings
   /NAME VALUE            change a setting, e.g. /temperature 0.7, /top_k 40, /seed none
                          settings: {names}
-  /stop TEXT             add a stop string (/stop alone clears them)
+  /stop TEXT             add a stop string, with escapes such as \\n (/stop alone clears them)
   /help                  this text
   /quit                  leave (or Ctrl-D); Ctrl-C stops a generation in progress"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("chat", help="interactive prompt loop with streaming output",
-                       description="Type a prompt, get a streamed continuation. /help lists the commands.")
+    p = sub.add_parser("chat", help="prompt loop: each line you type is continued, streamed as it is generated",
+                       description="Type a prompt, get a streamed continuation of it. Each line is a prompt of "
+                                   "its own: the model does not see earlier lines (GPT-2 continues text; it is "
+                                   "not a chat model). One sample per line: for several samples or beam search "
+                                   "use `gpt2kit generate`. /help lists the commands.")
     add_model_option(p, required=False)
-    add_generation_options(p)
+    add_generation_options(p, many=False)
     add_device_options(p)
     p.set_defaults(run=run)
 
@@ -56,7 +61,8 @@ def chat_loop(model: GPT2, tokenizer: Tokenizer, settings: GenerationSettings, o
         import readline  # noqa: F401 - importing it gives input() line editing and history
     except ImportError:  # not on every platform
         pass
-    out.write("gpt2kit chat: type a prompt and press Enter; /help for commands, Ctrl-D to leave\n")
+    out.write("gpt2kit chat: each line you type is continued on its own (earlier lines are not part of it); "
+              "/help for commands, Ctrl-D to leave\n")
     while True:
         try:
             line = input(">>> ")
@@ -103,7 +109,7 @@ def command(line: str, settings: GenerationSettings, out: TextIO) -> GenerationS
             out.write(f"  {key} = {getattr(settings, key)!r}\n")
         return settings
     if name == "stop":
-        new = dataclasses.replace(settings, stop=(*settings.stop, value) if value else ())
+        new = dataclasses.replace(settings, stop=(*settings.stop, unescape(value)) if value else ())
         out.write(f"stop = {list(new.stop)!r}\n")
         return new
     if name not in CHANGEABLE:

@@ -12,6 +12,7 @@ from gpt2kit.cli.args import DTYPES, add_device_options, add_model_option, resol
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings, complete, stream
+from gpt2kit.generation.special_ids import special_ids
 from gpt2kit.model import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.weights.resolve import DEFAULT_MODEL
@@ -21,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate", help="generate text from prompts (or unconditionally)",
         description="Generate text. Without --prompt or --prompt-file, samples are unconditional "
-                    "(they start from <|endoftext|>).",
+                    "(they start from <|endoftext|>). Without --num-beams, tokens are sampled "
+                    "(--temperature 0: greedy); beam search is deterministic unless --do-sample.",
     )
     add_model_option(p, required=False)
     src = p.add_argument_group("prompts and output")
@@ -33,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--output", type=Path, default=None, metavar="FILE",
                      help="write JSONL (- for stdout): one line per sample with prompt, text, token_ids, "
                           "finish_reason and settings")
-    src.add_argument("--interactive", action="store_true", help="a prompt loop instead (same as `gpt2kit chat`)")
+    src.add_argument("--interactive", action="store_true",
+                     help="a prompt loop instead, the same as `gpt2kit chat`: each line is continued on its own, "
+                          "one streamed sample at a time (no beams, no --num-samples)")
     add_generation_options(p)
     add_device_options(p)
     p.set_defaults(run=run)
@@ -46,6 +50,8 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
         if args.prompt is not None:
             raise GenerationError("give --prompt or --prompt-file, not both")
         path: Path = args.prompt_file
+        if path.is_dir():
+            raise GenerationError(f"{path}: is a folder; --prompt-file takes a text file with one prompt per line")
         if not path.is_file():
             raise GenerationError(f"{path}: prompt file not found")
         try:
@@ -67,21 +73,41 @@ def load(args: argparse.Namespace) -> tuple[GPT2, Tokenizer]:
     return model, Tokenizer.for_model(model.source)
 
 
+def check_interactive(args: argparse.Namespace) -> None:
+    """--interactive streams one sample of each typed line: refuse what it would ignore."""
+    given = [flag for flag, value in (("--prompt", args.prompt), ("--prompt-file", args.prompt_file),
+                                      ("--unconditional", args.unconditional), ("--output", args.output),
+                                      ("--num-samples", args.num_samples != 1), ("--num-beams", args.num_beams != 1),
+                                      ("--num-return-sequences", args.num_return_sequences != 1)) if value]
+    if given:
+        raise GenerationError(f"--interactive continues the lines you type, one streamed sample each: drop "
+                              f"{', '.join(given)} (or drop --interactive)")
+
+
+def check_output(path: Path | None) -> None:
+    if path is not None and str(path) != "-" and path.is_dir():
+        raise GenerationError(f"{path}: is a folder; --output takes a file name (or - for stdout)")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.interactive:
         from gpt2kit.cli.chat import chat_loop
 
+        check_interactive(args)
         model, tokenizer = load(args)
         return chat_loop(model, tokenizer, settings)
     prompts = read_prompts(args)
+    check_output(args.output)
     model, tokenizer = load(args)
+    settings = settings.for_model(special_ids(model))  # the ids the JSONL records are the ones used
     streaming = (len(prompts) == 1 and settings.num_samples == 1 and settings.num_beams == 1
                  and args.output is None)
     if streaming:
+        pieces = stream(model, tokenizer, prompts[0], **vars(settings))  # checks the prompt and settings
         sys.stdout.write(prompts[0])
         sys.stdout.flush()
-        for piece in stream(model, tokenizer, prompts[0], **vars(settings)):
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -90,14 +116,27 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         write_jsonl(args.output, completions, settings)
         if str(args.output) != "-":
-            print(f"wrote {len(completions)} samples to {args.output}", file=sys.stderr)
+            noun = {"greedy": "greedy completion"}.get(kind(settings), kind(settings))
+            print(f"wrote {plural(len(completions), noun)} to {args.output}", file=sys.stderr)
         return 0
     per_prompt = len(completions) // len(prompts)
     for i, c in enumerate(completions):
-        label = f"sample {i % per_prompt + 1}" + (f" of prompt {i // per_prompt + 1}" if len(prompts) > 1 else "")
+        label = f"{kind(settings)} {i % per_prompt + 1}" + (
+            f" of prompt {i // per_prompt + 1}" if len(prompts) > 1 else "")
         print(f"======== {label} ========")
         print(c.prompt + c.text)
     return 0
+
+
+def kind(settings: GenerationSettings) -> str:
+    """What each output is: a beam (best first), a random sample, or the greedy continuation."""
+    if settings.num_beams > 1:
+        return "beam"
+    return "sample" if settings.sampling else "greedy"
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def write_jsonl(path: Path, completions, settings: GenerationSettings) -> None:
@@ -123,5 +162,5 @@ def note_model(model: GPT2, name: str | None) -> None:
     label = " — ".join(x for x in (name, origin) if x) or "gpt2kit's default model"
     print(f"model: {label}", file=sys.stderr)
     if model.metadata.get("random_init"):
-        print("note: this model has random, untrained weights, so its text is noise; "
-              "it stands in until gpt2kit ships a trained model", file=sys.stderr)
+        print("note: this model has random, untrained weights, so its text is noise "
+              "(train it with `gpt2kit finetune`, or leave out --model for the shipped model)", file=sys.stderr)

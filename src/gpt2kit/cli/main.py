@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gpt2kit import __version__
@@ -37,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush
+        return code
+    except BrokenPipeError:  # e.g. `gpt2kit generate ... | head`: quiet, as Unix tools are
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # unwritten output goes nowhere
+        return 0
     except GPT2KitError as err:
         print(f"gpt2kit: error: {err}", file=sys.stderr)
         return 1
@@ -48,9 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gpt2kit: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `gpt2kit generate ... | head`
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":
