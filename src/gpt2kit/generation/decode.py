@@ -162,7 +162,9 @@ def generate(model: GPT2, input_ids: Prompts, *, tokenizer: Any = None, **settin
 
     `input_ids`: one prompt (list of ids, or a 1-D tensor) or several (list of lists, or a
     2-D tensor). A generation that stopped on a stop token ends with it. `tokenizer` is needed
-    only for stop strings (default: GPT-2's). Settings: see GenerationSettings.
+    only for stop strings (default: GPT-2's). Settings: see GenerationSettings; end-of-text and
+    padding default to the model's own ids, and tokens are sampled unless temperature=0,
+    do_sample=False or beam search (num_beams > 1, deterministic unless do_sample=True).
     """
     config = settings_from(settings)
     prompts = as_prompts(input_ids)
