@@ -17,7 +17,12 @@ COMMANDS = (
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line (the usage is one --help away)."""
+    """argparse, with usage errors on one line (the usage is one --help away), and no
+    abbreviated options: `--length 20` must not quietly set `--length-penalty`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # subcommand parsers are made by this class too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
