@@ -39,3 +39,24 @@ def test_unknown_preset(tmp_path):
 
 def test_init_refuses_to_overwrite(model_dir):
     assert_user_error(run_cli("init", "--config", "tiny", "--out", str(model_dir)), "--overwrite")
+
+
+def test_abbreviated_options_are_refused(model_dir, tmp_path):
+    # `--length` would be taken for `--length-penalty`, `--steps` for `--steps-per-epoch`
+    result = run_cli("generate", "--model", str(model_dir), "--prompt", "x", "--length", "20")
+    assert_user_error(result, "unrecognized arguments: --length 20")
+    result = run_cli("finetune", "--data", "x.txt", "--out", str(tmp_path / "run"), "--from-scratch", "tiny",
+                     "--max-steps", "1", "--steps", "5")
+    assert_user_error(result, "unrecognized arguments: --steps 5")
+    assert_user_error(run_cli("info", "--mod", str(model_dir)), "unrecognized arguments: --mod")
+
+
+def test_info_takes_the_model_as_positional_or_option_and_default_is_the_shipped_model(model_dir):
+    positional = run_cli("info", str(model_dir))
+    assert positional.returncode == 0, positional.stderr
+    assert positional.stdout == run_cli("info", "--model", str(model_dir)).stdout
+    shipped = run_cli("info", "default")
+    assert shipped.returncode == 0, shipped.stderr
+    assert "default_model" in shipped.stdout
+    assert run_cli("info", "--model", "default").stdout == shipped.stdout
+    assert_user_error(run_cli("info", str(model_dir), "--model", "default"), "two models given")

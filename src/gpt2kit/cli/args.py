@@ -30,8 +30,8 @@ def add_model_option(parser: argparse.ArgumentParser, required: bool = True) -> 
     parser.add_argument(
         "--model", required=required, default=None, metavar="PATH",
         help="model folder or file in any format gpt2kit reads (gpt2kit / Hugging Face, OpenAI TensorFlow, "
-             "MindSpore .ckpt), or a published name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (also 124M, 355M, "
-             f"774M, 1558M), looked up in the Hugging Face cache{default}",
+             "MindSpore .ckpt), `default` for the model gpt2kit ships, or a published name: gpt2, gpt2-medium, "
+             f"gpt2-large, gpt2-xl (also 124M, 355M, 774M, 1558M), looked up in the Hugging Face cache{default}",
     )
 
 

@@ -10,17 +10,22 @@ from gpt2kit.config import ALIASES, PRESETS
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.model import GPT2
 from gpt2kit.weights.info import describe_model
+from gpt2kit.weights.resolve import DEFAULT_NAME
 
 
 def add_info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a model's config, parameter count, dtype and files",
                        description="Show a model's config, parameter count, stored dtype and files.")
-    add_model_option(p)
+    p.add_argument("model_arg", nargs="?", default=None, metavar="MODEL",
+                   help="the model, as with --model (default: the small King James Bible model gpt2kit ships)")
+    add_model_option(p, required=False)
     p.set_defaults(run=run_info)
 
 
 def run_info(args: argparse.Namespace) -> int:
-    info = describe_model(args.model)
+    if args.model_arg and args.model and args.model_arg != args.model:
+        raise GPT2KitError(f"two models given ({args.model_arg} and --model {args.model}); name one")
+    info = describe_model(args.model_arg or args.model or DEFAULT_NAME)
     c = info["config"]
     print(f"model       {info['path']}")
     print(f"format      {info['format']}")

@@ -1,8 +1,9 @@
 """Model name or path -> a local folder.
 
-A path is used as it is. A published name (gpt2 ... gpt2-xl, or 124M ... 1558M)
-resolves through the Hugging Face Hub cache, downloading only when the hub is
-reachable; offline with no cached copy, the error says how to get the weights.
+A path is used as it is; `default` is the model gpt2kit ships. A published name
+(gpt2 ... gpt2-xl, or 124M ... 1558M) resolves through the Hugging Face Hub cache,
+downloading only when the hub is reachable; offline with no cached copy, the error
+says how to get the weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from gpt2kit.config import ALIASES, PUBLISHED
 from gpt2kit.errors import ModelNotFoundError
 
 DEFAULT_MODEL = Path(__file__).parents[1] / "default_model"  # shipped inside the package
+DEFAULT_NAME = "default"  # --model default: the shipped model
 HUB_REPOS = {name: f"openai-community/{name}" for name in PUBLISHED}
 HUB_FILES = [
     "config.json", "generation_config.json", "model.safetensors",
@@ -24,11 +26,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path  # a folder, or a single-file checkpoint (MindSpore .ckpt)
+    if str(name_or_path) == DEFAULT_NAME:
+        return DEFAULT_MODEL
     name = ALIASES.get(str(name_or_path), str(name_or_path))
     if name in HUB_REPOS:
         return hub_snapshot(name, HUB_REPOS[name])
     known = ", ".join([*PUBLISHED, *ALIASES])
-    raise ModelNotFoundError(f"{name_or_path}: no such model folder, and not a published model name ({known})")
+    raise ModelNotFoundError(f"{name_or_path}: no such model folder, and not a published model name ({known}) "
+                             f"or {DEFAULT_NAME!r} (the shipped model)")
 
 
 def hub_snapshot(name: str, repo_id: str) -> Path:
