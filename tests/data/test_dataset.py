@@ -104,3 +104,12 @@ def test_long_csv_fields_bom_and_out_of_vocabulary_tokens(tmp_path, tok):
     write_tokens(bad, [np.array([1, 2, 60000] * 20)])
     with pytest.raises(DataError, match="outside the vocabulary"):
         load_splits(bad, tok, seq_len=8)
+
+
+def test_paths_may_be_str(tmp_path, tok):
+    (tmp_path / "a.txt").write_text("Hello world. " * 50)
+    (tmp_path / "b.txt").write_text("Another text here. " * 50)
+    splits = load_splits(str(tmp_path / "a.txt"), tok, seq_len=8, val_path=str(tmp_path / "b.txt"),
+                         cache_dir=str(tmp_path / "cache"), progress=False)
+    assert len(splits.train) > 8 and len(splits.val) > 8
+    assert any((tmp_path / "cache").iterdir())

@@ -28,7 +28,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "gpt2kit" / "tokens"
 
 
-def fingerprint(path: Path, tokenizer: Tokenizer, options: str) -> bytes:
+def fingerprint(path: str | os.PathLike, tokenizer: Tokenizer, options: str) -> bytes:
     digest = hashlib.sha256(f"v{VERSION}|{options}|{tokenizer.vocab_file.stat().st_size}|"
                             f"{tokenizer.merges_file.stat().st_size}".encode())
     for f in data_files(path):
@@ -37,14 +37,15 @@ def fingerprint(path: Path, tokenizer: Tokenizer, options: str) -> bytes:
     return digest.digest()
 
 
-def tokenize_to_cache(path: Path, tokenizer: Tokenizer, *, cache_dir: Path | None = None, text_column: str = "text",
-                      errors: str = "strict", progress: bool = True) -> Path:
+def tokenize_to_cache(path: str | os.PathLike, tokenizer: Tokenizer, *, cache_dir: str | os.PathLike | None = None,
+                      text_column: str = "text", errors: str = "strict", progress: bool = True) -> Path:
     """A token file for `path` (a token file already is one), built once and reused."""
+    path = Path(path)
     if path.is_file() and is_token_file(path):
         read_header(path)
         return path
     fp = fingerprint(path, tokenizer, f"{text_column}|{errors}")
-    cache = (cache_dir or default_cache_dir()) / f"{path.name}-{fp.hex()[:16]}.tokens"
+    cache = Path(cache_dir or default_cache_dir()) / f"{path.name}-{fp.hex()[:16]}.tokens"
     if cache.is_file():
         try:
             if read_header(cache)[1] == fp:
@@ -81,8 +82,8 @@ class Splits:
     val: np.ndarray | None
 
 
-def load_splits(train_path: Path, tokenizer: Tokenizer, *, seq_len: int, val_fraction: float = 0.0,
-                val_path: Path | None = None, **options) -> Splits:
+def load_splits(train_path: str | os.PathLike, tokenizer: Tokenizer, *, seq_len: int, val_fraction: float = 0.0,
+                val_path: str | os.PathLike | None = None, **options) -> Splits:
     """Train (and validation) token arrays, each long enough for at least one window."""
     tokens = open_tokens(tokenize_to_cache(train_path, tokenizer, **options))
     if len(tokens) and int(tokens.max()) >= tokenizer.vocab_size:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -20,8 +21,9 @@ from gpt2kit.errors import DataError
 TABLE_SUFFIXES = (".jsonl", ".csv")
 
 
-def data_files(path: Path) -> list[Path]:
+def data_files(path: str | os.PathLike) -> list[Path]:
     """The files a path names: itself, or every non-hidden file below a folder, sorted."""
+    path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
@@ -36,9 +38,10 @@ def data_files(path: Path) -> list[Path]:
 PIECE = 4 << 20  # characters of a plain-text document tokenized at a time
 
 
-def lines(path: Path, errors: str) -> Iterator[str]:
+def lines(path: str | os.PathLike, errors: str) -> Iterator[str]:
     """The decoded lines of a file (line ends kept), read as a stream; binary files and bytes
     that are not UTF-8 (unless errors="replace") are one clear error."""
+    path = Path(path)
     with path.open("rb") as f:
         if b"\0" in f.read(8192):
             raise DataError(f"{path}: looks like a binary file (it holds NUL bytes), not text")
@@ -69,7 +72,7 @@ def safe_cut(text: str, start: int = 0) -> int:
     return cut
 
 
-def text_pieces(path: Path, errors: str, piece: int | None = None) -> Iterator[str]:
+def text_pieces(path: str | os.PathLike, errors: str, piece: int | None = None) -> Iterator[str]:
     """A plain-text document in pieces of about `piece` characters, cut where tokenizing the
     pieces apart gives the ids of the whole: a file of any size is never held at once
     (unless it has no place to cut, such as one line without spaces)."""
@@ -94,7 +97,8 @@ def text_pieces(path: Path, errors: str, piece: int | None = None) -> Iterator[s
         yield "".join(held)
 
 
-def iter_documents(path: Path, *, text_column: str = "text", errors: str = "strict") -> Iterator[Iterable[str]]:
+def iter_documents(path: str | os.PathLike, *, text_column: str = "text",
+                   errors: str = "strict") -> Iterator[Iterable[str]]:
     """Each document of the data, as an iterable of text pieces to tokenize in order."""
     for file in data_files(path):
         if file.suffix == ".jsonl":

@@ -22,8 +22,9 @@ HEADER = struct.Struct("<8sIIQ32s")
 HEADER_SIZE = 64
 
 
-def write_tokens(path: Path, chunks: Iterable[np.ndarray], fingerprint: bytes = b"") -> int:
+def write_tokens(path: str | os.PathLike, chunks: Iterable[np.ndarray], fingerprint: bytes = b"") -> int:
     """Write token ids (each chunk an int array < 65536) atomically; returns the count."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -46,16 +47,17 @@ def write_tokens(path: Path, chunks: Iterable[np.ndarray], fingerprint: bytes = 
     return count
 
 
-def is_token_file(path: Path) -> bool:
+def is_token_file(path: str | os.PathLike) -> bool:
     try:
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             return f.read(8) == MAGIC
     except OSError:
         return False
 
 
-def read_header(path: Path) -> tuple[int, bytes]:
+def read_header(path: str | os.PathLike) -> tuple[int, bytes]:
     """(token count, fingerprint), after checking magic, version and size."""
+    path = Path(path)
     with path.open("rb") as f:
         raw = f.read(HEADER_SIZE)
     if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
@@ -69,7 +71,7 @@ def read_header(path: Path) -> tuple[int, bytes]:
     return count, fingerprint
 
 
-def open_tokens(path: Path) -> np.ndarray:
+def open_tokens(path: str | os.PathLike) -> np.ndarray:
     """The token ids as a read-only memory-mapped uint16 array."""
     count, _ = read_header(path)
     if count == 0:

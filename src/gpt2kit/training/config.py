@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,17 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 @dataclass
 class TrainConfig:
-    data: Path
-    out: Path
-    model: str | None = None  # model to fine-tune (any format gpt2kit reads)
+    data: str | os.PathLike  # kept as a Path
+    out: str | os.PathLike  # kept as a Path
+    model: str | os.PathLike | None = None  # model to fine-tune (any format gpt2kit reads, or a name)
     from_scratch: str | None = None  # or a preset to pretrain from random weights
     # ---- data ----------------------------------------------------------------------------------
     seq_len: int | None = None  # default: the model's context
     val_fraction: float = 0.0
-    val_file: Path | None = None
+    val_file: str | os.PathLike | None = None
     text_column: str = "text"
     errors: str = "strict"  # or "replace": how to read text that is not UTF-8
-    cache_dir: Path | None = None
+    cache_dir: str | os.PathLike | None = None
     # ---- optimisation ----------------------------------------------------------------------------
     batch_size: int = 1
     grad_accum: int = 1
@@ -58,12 +59,18 @@ class TrainConfig:
     save_every: int = 0  # 0: only at the end
     keep_last: int = 2
     early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0 disables
-    resume: str | None = None  # "latest" or a checkpoint folder
+    resume: str | os.PathLike | None = None  # "latest" or a checkpoint folder
     overwrite: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.data, self.out = Path(self.data), Path(self.out)
+        # paths may be given as str or any os.PathLike; they are kept as Path (model and resume as str,
+        # since they may also be a name or "latest")
+        self.data, self.out = _path("data", self.data), _path("out", self.out)
+        self.val_file = None if self.val_file is None else _path("val_file", self.val_file)
+        self.cache_dir = None if self.cache_dir is None else _path("cache_dir", self.cache_dir)
+        self.model = None if self.model is None else os.fspath(_path("model", self.model, keep=True))
+        self.resume = None if self.resume is None else os.fspath(_path("resume", self.resume, keep=True))
         if (self.model is None) == (self.from_scratch is None):
             raise TrainingError("give exactly one of --model and --from-scratch")
         for name in ("batch_size", "grad_accum"):
@@ -103,3 +110,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def _path(name: str, value: Any, keep: bool = False) -> Any:
+    """`value` as a Path (or unchanged with keep=True), refused unless it is a str or os.PathLike."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise TrainingError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return value if keep else Path(value)
