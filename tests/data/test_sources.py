@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from gpt2kit import Tokenizer
 from gpt2kit.data import sources
+from gpt2kit.data.dataset import tokenize_to_cache
 from gpt2kit.data.sources import lines, safe_cut, text_pieces
+from gpt2kit.data.tokens import open_tokens
 from gpt2kit.errors import DataError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -96,3 +98,21 @@ def test_a_large_file_is_tokenized_without_reading_it_whole(tok, tmp_path, monke
     monkeypatch.setattr(sources, "PIECE", 10_000)
     sizes = [len(p) for p in text_pieces(path, "strict")]
     assert len(sizes) > 100 and max(sizes) < 10_100
+
+
+def test_a_linked_file_or_folder_is_read_once(tmp_path, tok):
+    data = tmp_path / "data"
+    (data / "books").mkdir(parents=True)
+    (data / "books" / "a.txt").write_text("In the beginning")
+    (data / "b.txt").write_text("And the earth")
+    (data / "a-again.txt").symlink_to(data / "books" / "a.txt")  # sorts before books/a.txt: still the one skipped
+    (data / "books" / "library").symlink_to(data)  # a loop back to the top
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "c.txt").write_text("was without form")
+    (data / "more").symlink_to(outside)  # a folder not otherwise read: followed
+    files, skipped = sources.scan(data)
+    assert files == [data / "b.txt", data / "books" / "a.txt", data / "more" / "c.txt"]
+    assert skipped == [data / "a-again.txt", data / "books" / "library"]
+    ids = open_tokens(tokenize_to_cache(data, tok, cache_dir=tmp_path / "cache", progress=False)).tolist()
+    assert ids.count(tok.eot_id) == 3

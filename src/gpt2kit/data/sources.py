@@ -22,17 +22,59 @@ TABLE_SUFFIXES = (".jsonl", ".csv")
 
 
 def data_files(path: str | os.PathLike) -> list[Path]:
-    """The files a path names: itself, or every non-hidden file below a folder, sorted."""
+    """The files a path names: itself, or every non-hidden file below a folder, sorted, each
+    file once (see `scan`)."""
+    return scan(path)[0]
+
+
+def scan(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(files, skipped links) of a path: itself, or every non-hidden file below a folder, sorted.
+    Symbolic links to files and folders are followed, except those that lead to a file or folder
+    already read (a linked file would otherwise count twice, and a link to a parent folder loop):
+    those are returned as skipped."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(path).parts))
+        return [path], []
+    files: list[Path] = []
+    skipped: list[Path] = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of every file and folder read
+    links: list[Path] = []  # followed once everything reachable without links is read
+
+    def first_time(p: Path) -> bool:
+        st = p.stat()
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    def walk(folder: Path) -> None:
+        for entry in sorted(e for e in folder.iterdir() if not e.name.startswith(".")):
+            if entry.is_symlink():
+                links.append(entry)
+            elif entry.is_dir():
+                if first_time(entry):
+                    walk(entry)
+            elif entry.is_file() and first_time(entry):
+                files.append(entry)
+
+    first_time(path)
+    walk(path)
+    while links:
+        link = links.pop(0)
+        if not link.exists():
+            continue  # a broken link
+        if not first_time(link):
+            skipped.append(link)
+        elif link.is_dir():
+            walk(link)
+        elif link.is_file():
+            files.append(link)
     if not files:
         raise DataError(f"{path}: the folder holds no files")
-    return files
+    return sorted(files), sorted(skipped)
 
 
 PIECE = 4 << 20  # characters of a plain-text document tokenized at a time
