@@ -29,6 +29,8 @@ PRESETS: dict[str, dict[str, int]] = {
 # OpenAI named its releases by parameter count.
 ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
 PUBLISHED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+HF_OPTIONS = ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
+              "tie_word_embeddings")
 
 
 @dataclass
@@ -46,6 +48,12 @@ class GPT2Config:
     initializer_range: float = 0.02
     bos_token_id: int = EOT_TOKEN_ID
     eos_token_id: int = EOT_TOKEN_ID
+    # transformers' GPT-2 options (config.json keys); the defaults are GPT-2 itself: scores scaled by
+    # 1/sqrt(head_dim) (and by 1/(layer + 1) when asked), the LM head tied to wte.
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    reorder_and_upcast_attn: bool = False  # scores and softmax in fp32 when the model runs in bf16 / fp16
+    tie_word_embeddings: bool = True  # False: a separate lm_head.weight (vocab, n_embd)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
@@ -57,6 +65,9 @@ class GPT2Config:
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"config: {name} must be in [0, 1), got {getattr(self, name)!r}")
+        for name in HF_OPTIONS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config: {name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def head_dim(self) -> int:
@@ -65,6 +76,17 @@ class GPT2Config:
     @property
     def inner_dim(self) -> int:
         return self.n_inner or 4 * self.n_embd
+
+    def attn_scale(self, layer: int) -> float:
+        """The factor attention scores (q . k) are multiplied by in block `layer` (0-based)."""
+        scale = self.head_dim ** -0.5 if self.scale_attn_weights else 1.0
+        return scale / (layer + 1) if self.scale_attn_by_inverse_layer_idx else scale
+
+    def non_default_options(self) -> list[str]:
+        """The transformers options this config sets away from GPT-2's original model
+        (which OpenAI's hparams.json cannot express)."""
+        defaults = GPT2Config.__dataclass_fields__
+        return [name for name in HF_OPTIONS if getattr(self, name) != defaults[name].default]
 
     # ---- presets -------------------------------------------------------------------------
 
@@ -96,6 +118,9 @@ class GPT2Config:
         missing = [k for k in ("n_embd", "n_layer", "n_head") if k not in data]
         if missing:
             raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}")
+        if data.get("add_cross_attention"):
+            raise ConfigError(f"{source}: add_cross_attention is true (an encoder-decoder GPT-2); gpt2kit runs "
+                              "decoder-only GPT-2 models")
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         try:
@@ -111,9 +136,7 @@ class GPT2Config:
             "model_type": "gpt2",
             "activation_function": "gelu_new",
             "n_ctx": self.n_positions,
-            "scale_attn_weights": True,
             "use_cache": True,
-            "tie_word_embeddings": True,
         }
         data.update(dataclasses.asdict(self))
         return data

@@ -14,10 +14,10 @@ def qkv(B=2, H=3, T=300, D=16, dtype=torch.float32, seed=0):
     return [torch.randn(B, H, T, D, generator=gen).to(dtype).requires_grad_() for _ in range(3)]
 
 
-def reference(q, k, v, keep, p):
+def reference(q, k, v, keep, p, scale=None):
     """Plain autograd attention with a given full (B*H, T, T) keep mask."""
     B, H, T, D = q.shape
-    s = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)
+    s = (q.float() @ k.float().transpose(-1, -2)) * (scale or 1 / math.sqrt(D))
     s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
     return (s * keep.view(B, H, T, T) * keep_scale(p)) @ v.float()
 
@@ -40,7 +40,8 @@ def grads(out, inputs, seed=1):
 def test_without_dropout_equals_pytorch_causal_attention():
     q, k, v = qkv()
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    out = attention._DropoutCausalAttention.apply(*(t.reshape(6, 300, 16) for t in (q, k, v)), 0.0).view(ref.shape)
+    out = attention._DropoutCausalAttention.apply(*(t.reshape(6, 300, 16) for t in (q, k, v)), 0.0, 0.25)
+    out = out.view(ref.shape)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -52,6 +53,17 @@ def test_dropout_equals_plain_attention_with_the_same_masks(p):
     torch.manual_seed(7)
     out = causal_attention(q, k, v, p)
     ref = reference(q, k, v, full_mask(2, 3, 300, p, seed=7), p)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25 / 3])  # scale_attn_weights false; inverse layer index
+def test_dropout_with_another_score_scale(scale):
+    q, k, v = qkv(T=150)
+    torch.manual_seed(5)
+    out = causal_attention(q, k, v, 0.1, scale)
+    ref = reference(q, k, v, full_mask(2, 3, 150, 0.1, seed=5), 0.1, scale)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -55,12 +55,12 @@ def keep_scale(p: float) -> float:
 
 
 class _DropoutCausalAttention(torch.autograd.Function):
-    """softmax(causal(q k^T / sqrt(d))) with dropout, times v; q, k, v (B*H, T, D)."""
+    """softmax(causal(q k^T * scale)) with dropout, times v; q, k, v (B*H, T, D)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, p):
+    def forward(ctx, q, k, v, p, scale):
         bh, t, d = q.shape
-        scale, kept = 1 / math.sqrt(d), keep_scale(p)
+        kept = keep_scale(p)
         block = BLOCK
         masks = keep_masks(bh, t, p, q.device, block)
         out = torch.empty_like(v)
@@ -74,15 +74,14 @@ class _DropoutCausalAttention(torch.autograd.Function):
                 probs.append(s)
                 torch.bmm(_dropped(s, masks[i], kept, v.dtype), v[:, :end], out=out[:, start:end])
         ctx.save_for_backward(q, k, v, out, *probs, *masks)
-        ctx.blocks, ctx.block, ctx.p = len(probs), block, p
+        ctx.blocks, ctx.block, ctx.p, ctx.scale = len(probs), block, p, scale
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, *rest = ctx.saved_tensors
         probs, masks = rest[:ctx.blocks], rest[ctx.blocks:]
-        bh, t, d = q.shape
-        scale, kept = 1 / math.sqrt(d), keep_scale(ctx.p)
+        t, scale, kept = q.shape[1], ctx.scale, keep_scale(ctx.p)
         dtype = v.dtype
         grad_out = grad_out.to(dtype)
         row_dot = (grad_out.float() * out.float()).sum(-1, keepdim=True)  # rowsum(dO * O), (bh, t, 1)
@@ -96,18 +95,21 @@ class _DropoutCausalAttention(torch.autograd.Function):
             ds = dp.sub_(row_dot[:, start:end]).mul_(prob).mul_(scale).to(dtype)  # d loss / d scores
             torch.bmm(ds, k[:, :end], out=dq[:, start:end])
             dk[:, :end] += torch.bmm(ds.transpose(1, 2), q[:, start:end]).float()
-        return dq, dk.to(k.dtype), dv.to(dtype), None
+        return dq, dk.to(k.dtype), dv.to(dtype), None, None
 
 
 def _upper(n: int, device: torch.device) -> torch.Tensor:
     return torch.ones(n, n, dtype=torch.bool, device=device).triu_(1)
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
-    """Causal attention over q, k, v (B, H, T, D) with dropout on the weights (training)."""
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float,
+                     scale: float | None = None) -> torch.Tensor:
+    """Causal attention over q, k, v (B, H, T, D) with dropout on the weights (training);
+    scores are q . k times `scale` (1 / sqrt(D) when None)."""
     if dropout_p == 0.0 or q.device.type != "cpu":  # fused kernels cover these
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
     B, H, T, D = q.shape
+    scale = 1 / math.sqrt(D) if scale is None else scale
     out = _DropoutCausalAttention.apply(q.reshape(B * H, T, D), k.reshape(B * H, T, D),
-                                        v.reshape(B * H, T, D), dropout_p)
+                                        v.reshape(B * H, T, D), dropout_p, scale)
     return out.view(B, H, T, D)

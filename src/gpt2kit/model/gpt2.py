@@ -22,13 +22,15 @@ from gpt2kit.model.cache import KVCache
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPT2Config) -> None:
+    def __init__(self, config: GPT2Config, layer: int = 0) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.scale = config.attn_scale(layer)
+        self.upcast = config.reorder_and_upcast_attn
 
     def forward(
         self,
@@ -46,12 +48,31 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, past + T, hs)
         dropout_p = self.attn_pdrop if self.training else 0.0
-        if is_causal and mask is None and cache is None:
-            y = causal_attention(q, k, v, dropout_p)
+        if is_causal and mask is None and cache is None and (dropout_p > 0.0 or not self.upcast):
+            y = causal_attention(q, k, v, dropout_p, self.scale)  # with dropout its scores are fp32 anyway
+        elif self.upcast and q.dtype != torch.float32:
+            y = upcast_attention(q, k, v, mask, is_causal, dropout_p, self.scale)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal,
+                                               scale=self.scale)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+def upcast_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                     is_causal: bool, dropout_p: float, scale: float) -> torch.Tensor:
+    """Attention with fp32 scores and softmax for bf16 / fp16 q, k, v (B, nh, T, hs), as
+    transformers' reorder_and_upcast_attn computes it: the weights return to v's dtype for
+    the product with v."""
+    with torch.autocast(q.device.type, enabled=False):
+        s = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(scale)  # (B, nh, T, S) fp32
+    T, S = s.shape[-2:]
+    if is_causal:
+        s.masked_fill_(torch.ones(T, S, dtype=torch.bool, device=s.device).triu_(S - T + 1), float("-inf"))
+    if mask is not None:
+        s.masked_fill_(~mask, float("-inf"))
+    p = F.dropout(s.softmax(dim=-1).to(v.dtype), dropout_p, training=dropout_p > 0.0)
+    return torch.matmul(p, v)
 
 
 class MLP(nn.Module):
@@ -66,10 +87,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPT2Config) -> None:
+    def __init__(self, config: GPT2Config, layer: int = 0) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
@@ -87,8 +108,10 @@ class GPT2(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
-        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        if not config.tie_word_embeddings:  # otherwise the head is wte itself
+            self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self._packed_head = None  # set by pack_weights()
         self.gradient_checkpointing = False  # recompute each block's activations in backward (training)
         if not any(p.is_meta for p in self.parameters()):
@@ -216,32 +239,53 @@ class GPT2(nn.Module):
                                position_ids=position_ids, cache=cache)
         if last_only:
             h = h[:, -1:]
+        weight = self.head_weight
         head = self._packed_head
-        if head is not None and head.weight is self.wte.weight and head.usable(h):
-            return head.linear(h, None)
-        return F.linear(h, self.wte.weight)  # tied LM head
+        if head is not None and head.usable(weight, h):
+            return head.linear(h, weight, None)
+        return F.linear(h, weight)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The LM head's weight (vocab, n_embd): wte's (GPT-2's tied head), or lm_head's when untied."""
+        return self.wte.weight if self.config.tie_word_embeddings else self.lm_head.weight
 
     def pack_weights(self) -> bool:
         """Add oneDNN-packed copies of the weights for faster no-grad CPU inference (call after
-        choosing dtype and device). Training, saving and autograd still use the plain weights.
+        choosing dtype and device; LoRA adapters may be added before or after). Training, saving
+        and autograd still use the plain weights, and a changed weight is repacked when next used.
         Returns False (and changes nothing) where packing is unavailable."""
-        from gpt2kit.model.packing import PACKABLE_DTYPES, PackedWeight, pack_linear, packing_available
+        from gpt2kit.model.packing import PackedWeight, pack_linear, packable
 
-        if not packing_available() or self.device.type != "cpu" or self.dtype not in PACKABLE_DTYPES:
+        if self.device.type != "cpu" or not packable(self.dtype):
             return False
-        for block in self.h:
-            for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
-                pack_linear(linear)
-        self._packed_head = PackedWeight(self.wte.weight)
+        # every nn.Linear of the blocks, adapters' base layers included; all packed before any is swapped,
+        # so a failure leaves the model as it was
+        linears = [m for m in self.h.modules() if isinstance(m, nn.Linear)]
+        if any(m.weight.dtype != self.dtype or m.weight.device.type != "cpu" for m in linears):
+            return False
+        packed: list[PackedWeight] = []
+        try:
+            for weight in [m.weight for m in linears] + [self.head_weight]:
+                packed.append(PackedWeight(weight))
+        except Exception:
+            for done in packed:
+                done.release()
+            raise
+        *packed, head = packed
+        for linear, weight in zip(linears, packed, strict=True):
+            pack_linear(linear, weight)
+        self._packed_head = head
         return True
 
     def unpack_weights(self) -> None:
-        """Drop the packed copies (before changing dtype or device, or to free their memory)."""
+        """Drop the packed copies (to free their memory)."""
         from gpt2kit.model.packing import unpack_linear
 
-        for block in self.h:
-            for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
-                unpack_linear(linear)
+        for module in self.h.modules():
+            unpack_linear(module)
+        if self._packed_head is not None:
+            self._packed_head.release()
         self._packed_head = None
 
     @staticmethod

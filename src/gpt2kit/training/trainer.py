@@ -48,7 +48,7 @@ class TrainResult:
 
 def lm_loss(model: GPT2, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy of `model` on inputs x and targets y (B, T)."""
-    return linear_cross_entropy(model.hidden_states(x), model.wte.weight, y)
+    return linear_cross_entropy(model.hidden_states(x), model.head_weight, y)
 
 
 def _autocast(config: TrainConfig, device: torch.device):

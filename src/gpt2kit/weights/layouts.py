@@ -27,6 +27,7 @@ OURS = [
     "h.{}.mlp.c_fc.weight", "h.{}.mlp.c_fc.bias", "h.{}.mlp.c_proj.weight", "h.{}.mlp.c_proj.bias",
     "ln_f.weight", "ln_f.bias",
 ]
+HEAD = "lm_head.weight"  # only in models with tie_word_embeddings false
 _MS_LAYER = "gpt2_decoder.layers.{}"
 _MS_ATTN = _MS_LAYER + ".masked_multi_head_attention"
 _MS_FF = _MS_LAYER + ".feedforward"
@@ -91,7 +92,7 @@ class Layout:
 
 
 def _hf_ignored(name: str) -> bool:
-    # causal-mask buffers, and the LM head, which GPT-2 ties to wte
+    # causal-mask buffers, and the LM head of a tied model (a copy of wte; checked in collect)
     return name == "lm_head.weight" or name.endswith((".attn.bias", ".attn.masked_bias"))
 
 
@@ -100,8 +101,9 @@ def _openai_ignored(name: str) -> bool:
     return not name.startswith("model/") or bool(re.search(r"/(Adam(_\d+)?|Momentum|RMSProp(_\d+)?)$", name))
 
 
-HF_BASE = Layout("hf", {t: t for t in OURS}, ignore=_hf_ignored)  # GPT2Model: no prefix
-HF = Layout("hf", {t: "transformer." + t for t in OURS}, ignore=_hf_ignored)  # GPT2LMHeadModel
+# an untied head (tie_word_embeddings false) is lm_head.weight, outside "transformer."
+HF_BASE = Layout("hf", {**{t: t for t in OURS}, HEAD: HEAD}, ignore=_hf_ignored)  # GPT2Model: no prefix
+HF = Layout("hf", {**{t: "transformer." + t for t in OURS}, HEAD: HEAD}, ignore=_hf_ignored)  # GPT2LMHeadModel
 OPENAI = Layout("openai", {
     "wte.weight": "model/wte", "wpe.weight": "model/wpe",
     "h.{}.ln_1.weight": "model/h{}/ln_1/g", "h.{}.ln_1.bias": "model/h{}/ln_1/b",
@@ -167,4 +169,11 @@ def collect(layout: Layout, source: TensorSource, config: GPT2Config, where: Pat
         if not t.is_floating_point():
             raise WeightsError(f"{where}: tensor '{file_name}' has dtype {t.dtype}, expected floating point")
         state[ours] = layout.to_ours(ours, t).to(dtype or t.dtype).contiguous()
+    head = layout.names.get(HEAD)
+    if HEAD not in expected and head in present:  # a tied model's file may hold its head as a copy of wte
+        wte = layout.file_name("wte.weight")
+        if tuple(source.shape(head)) != tuple(source.shape(wte)) or not torch.equal(source.load(head),
+                                                                                     source.load(wte)):
+            raise WeightsError(f"{where}: tensor '{head}' differs from '{wte}', but {config_file} says "
+                               "tie_word_embeddings: true (set it to false to use the separate head)")
     return state

@@ -46,6 +46,11 @@ def read_openai(folder: Path, dtype: torch.dtype | None = None) -> tuple[GPT2Con
 
 def write_openai(state: dict[str, torch.Tensor], config: GPT2Config, folder: Path, tokenizer) -> None:
     """Write the OpenAI layout into an existing (empty, temporary) folder."""
+    options = config.non_default_options()
+    if options:
+        raise WeightsError(f"the OpenAI TensorFlow layout cannot hold {options[0]}: "
+                           f"{str(getattr(config, options[0])).lower()} (hparams.json has no such key); "
+                           "save this model in the hf format")
     config.save(folder / "hparams.json")
     write_bundle(folder / "model.ckpt", OPENAI.export(state))
     (folder / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n'
