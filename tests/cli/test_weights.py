@@ -41,7 +41,7 @@ def test_convert_mindspore_with_dtype(tmp_path):
                      "--from", "mindspore", "--dtype", "fp16")
     assert result.returncode == 0, result.stderr
     info = run_cli("info", "--model", str(tmp_path / "m"))
-    assert "F16" in info.stdout and "mindspore" in info.stdout
+    assert "fp16" in info.stdout and "mindspore" in info.stdout
 
 
 def test_convert_errors(tmp_path):
@@ -181,3 +181,13 @@ def test_download_errors(server, tmp_path):
     assert_user_error(run_cli("download", "355M", "--mirror", url, "--out", str(tmp_path / "y")), "HTTP 404")
     assert_user_error(run_cli("download", "124M", "--mirror", "http://127.0.0.1:9", "--out", str(tmp_path / "z")),
                       "cannot connect")
+
+
+def test_an_unreachable_host_is_named_and_offline_suggested(tmp_path):
+    result = run_cli("download", "124M", "--mirror", "http://127.0.0.1:9", "--out", str(tmp_path / "a"))
+    assert_user_error(result, "cannot connect to 127.0.0.1:9 (Connection refused)", "could not be reached",
+                      "may be offline")
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    result = run_cli("download", "gpt2", "--source", "hf", "--out", str(tmp_path / "b"), env=env)
+    assert_user_error(result, "could not download 'gpt2': 127.0.0.1:9 could not be reached", "may be offline")
+    assert "partial download is kept" not in result.stderr  # nothing was downloaded

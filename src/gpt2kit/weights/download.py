@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -92,7 +93,11 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
             return _fetch(url, dest, progress, timeout)
         raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
-        raise DownloadError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
+        reason = getattr(err, "reason", err)
+        reason = getattr(reason, "strerror", None) or reason  # "Name or service not known", not "[Errno -2] ..."
+        hint = "pass --mirror URL" if url.startswith(OPENAI_BASE_URL) else "check the mirror's URL"
+        raise DownloadError(f"cannot connect to {_host(url)} ({reason}): the host could not be reached, and this "
+                            f"machine may be offline; check the network, or {hint} (fetching {url})") from None
     with response:
         content_range = response.headers.get("Content-Range", "")
         if have and response.status == 206 and not content_range.startswith(f"bytes {have}-"):
@@ -158,6 +163,15 @@ def _whole_file_md5(headers, partial: bool) -> str | None:
         return None
 
 
+def _host(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return parts.netloc or url
+
+
+def _holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() and ".cache" not in p.parts for p in folder.rglob("*"))
+
+
 def _md5(path: Path) -> bytes:
     digest = hashlib.md5()
     with path.open("rb") as f:
@@ -168,6 +182,7 @@ def _md5(path: Path) -> bytes:
 
 def _download_hf(key: str, out: Path) -> Path:
     import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
     from gpt2kit.weights.resolve import HUB_FILES, HUB_REPOS
 
@@ -175,8 +190,13 @@ def _download_hf(key: str, out: Path) -> Path:
     try:
         huggingface_hub.snapshot_download(HUB_REPOS[key], allow_patterns=HUB_FILES, local_dir=staging)
     except Exception as err:  # noqa: BLE001 - network, auth and HTTP errors all end here
-        raise DownloadError(f"could not download '{key}' from the Hugging Face Hub ({type(err).__name__}); "
-                            "the partial download is kept and resumes on the next run") from None
+        kept = "; the partial download is kept and resumes on the next run" if _holds_files(staging) else ""
+        if isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled)):  # no connection, and nothing cached
+            host = _host(huggingface_hub.constants.ENDPOINT)
+            raise DownloadError(f"could not download '{key}': {host} could not be reached, and this machine may be "
+                                f"offline ({type(err).__name__}); check the network or HF_HUB_OFFLINE{kept}") from None
+        raise DownloadError(f"could not download '{key}' from the Hugging Face Hub ({type(err).__name__}){kept}"
+                            ) from None
     shutil.rmtree(staging / ".cache", ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
