@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from gpt2kit import Tokenizer
+from gpt2kit.data import tokens
 from gpt2kit.data.dataset import WindowSampler, eval_windows, load_splits, tokenize_to_cache
 from gpt2kit.data.tokens import open_tokens, read_header, write_tokens
 from gpt2kit.errors import DataError
@@ -113,3 +115,15 @@ def test_paths_may_be_str(tmp_path, tok):
                          cache_dir=str(tmp_path / "cache"), progress=False)
     assert len(splits.train) > 8 and len(splits.val) > 8
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_a_token_file_that_cannot_be_written_is_named_not_its_temporary_file(tmp_path, monkeypatch):
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tokens.os, "fsync", full_disk)
+    with pytest.raises(DataError) as err:
+        write_tokens(tmp_path / "cache" / "t.tokens", [np.arange(10)])
+    assert str(err.value).startswith(f"{tmp_path / 'cache' / 't.tokens'}: could not write the token file "
+                                     "(No space left on device)")
+    assert ".tmp" not in str(err.value) and not list((tmp_path / "cache").iterdir())

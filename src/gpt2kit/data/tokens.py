@@ -42,6 +42,12 @@ def write_tokens(path: str | os.PathLike, chunks: Iterable[np.ndarray], fingerpr
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename not in (None, str(tmp), str(path)):
+            raise  # reading a source file: its own name says which
+        # a full disk, permissions: named by the token file, not its temporary name
+        raise DataError(f"{path}: could not write the token file ({err.strerror or err}); free some space or "
+                        "choose another --cache-dir") from None
     finally:
         tmp.unlink(missing_ok=True)
     return count
