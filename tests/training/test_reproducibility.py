@@ -57,3 +57,4 @@ def test_differences_list_each_changed_setting():
     assert repro.differences(saved, now) == ["cpu_capability: AVX512 -> AVX2", "mkl_cnr: None -> AUTO,STRICT",
                                              "threads: 2 -> 4"]
     assert repro.differences(now, dict(now)) == []
+    assert repro.differences({}, now) == []  # saved before fingerprints were recorded: nothing to compare

@@ -98,6 +98,9 @@ def fingerprint(device: torch.device | str = "cpu") -> dict[str, object]:
 
 
 def differences(saved: dict[str, object], now: dict[str, object]) -> list[str]:
-    """'threads: 2 -> 4', ... for each setting that differs between two fingerprints."""
+    """'threads: 2 -> 4', ... for each setting that differs between two fingerprints; nothing
+    when `saved` is empty (a checkpoint from before fingerprints were recorded)."""
+    if not saved:
+        return []
     return [f"{key}: {saved.get(key)} -> {now.get(key)}" for key in sorted(set(saved) | set(now))
             if saved.get(key) != now.get(key)]
