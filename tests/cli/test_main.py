@@ -9,7 +9,7 @@ def test_info(model_dir):
     result = run_cli("info", "--model", str(model_dir))
     assert result.returncode == 0, result.stderr
     assert "3,324,736" in result.stdout
-    assert "F32" in result.stdout
+    assert "fp32" in result.stdout
     assert "model.safetensors" in result.stdout
     assert "random weights" in result.stdout
 

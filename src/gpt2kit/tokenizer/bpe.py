@@ -147,15 +147,16 @@ class Tokenizer:
 
     # ---- files -----------------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write vocab.json, merges.txt and tokenizer_config.json (transformers reads them)."""
+    def save_pretrained(self, path: str | Path, *, model_max_length: int = 1024) -> None:
+        """Write vocab.json, merges.txt and tokenizer_config.json (transformers reads them);
+        model_max_length is the context of the model the files go with."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.vocab_file, path / "vocab.json")
         shutil.copyfile(self.merges_file, path / "merges.txt")
         config = {
             "tokenizer_class": "GPT2Tokenizer",
-            "model_max_length": 1024,
+            "model_max_length": model_max_length,
             "add_prefix_space": False,
             "bos_token": EOT,
             "eos_token": EOT,

@@ -22,24 +22,42 @@ from gpt2kit.atomic import fsync_path, fsync_tree
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
+from gpt2kit.weights.files import KINDS, file_kind
 from gpt2kit.weights.hf import WEIGHT_FILES, find_weights_file, open_weights, write_safetensors
 from gpt2kit.weights.layouts import collect
 from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
 FORMATS = ("hf", "openai", "mindspore")
+KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore"}
+SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore"}
 
 
 def detect_format(path: Path) -> str:
-    """Which format a file or folder holds; the error lists what was looked for."""
+    """Which format a file or folder holds, told by the files' contents (names alone mislead:
+    TensorFlow's and MindSpore's checkpoints both end in .ckpt and sit beside an hparams.json);
+    the error lists what was looked for."""
     if path.is_file():
-        if path.suffix == ".ckpt":
-            return "mindspore"
-        raise WeightsError(f"{path}: a file in no known format (a MindSpore checkpoint ends in .ckpt; other "
-                           "formats are folders)")
-    if (path / "config.json").is_file() or find_weights_file(path) is not None:
+        if path.name.endswith(".index.json"):  # the shard index of sharded safetensors
+            return "hf"
+        kind = file_kind(path)
+        if kind is not None:
+            return KIND_FORMATS[kind]
+        if path.suffix in SUFFIX_FORMATS:  # damaged, most likely: that format's reader says how
+            return SUFFIX_FORMATS[path.suffix]
+        raise WeightsError(f"{path}: a file in no known format (its bytes are not those of "
+                           f"{', '.join(KINDS.values())})")
+    hf = find_weights_file(path)
+    if hf is not None and (hf.name.endswith(".index.json") or file_kind(hf) in ("safetensors", "torch")):
         return "hf"
-    if (path / "hparams.json").is_file() or (path / "checkpoint").is_file() or any(path.glob("*.ckpt.index")):
+    if any(file_kind(p) == "tf-index" for p in sorted(path.glob("*.index"))):
+        return "openai"
+    if any(file_kind(p) == "mindspore" for p in sorted(path.glob("*.ckpt"))):
+        return "mindspore"
+    # nothing readable: the format the names suggest, whose reader says what is wrong
+    if (path / "config.json").is_file() or hf is not None:
+        return "hf"
+    if (path / "checkpoint").is_file() or any(path.glob("*.index")):
         return "openai"
     if any(path.glob("*.ckpt")):
         return "mindspore"
@@ -48,12 +66,21 @@ def detect_format(path: Path) -> str:
         "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore))")
 
 
-def _read_hf(folder: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
+def model_folder(path: Path) -> Path:
+    """The folder of a model given as a folder or as one of its files."""
+    return path if path.is_dir() else path.parent
+
+
+def _read_hf(path: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
+    folder = model_folder(path)
     config_path = folder / "config.json"
     if not config_path.is_file():
+        if path.is_file():
+            raise WeightsError(f"{path}: no config.json beside it (the weights file holds no model shape; put the "
+                               "model's config.json in the same folder)")
         raise WeightsError(f"{folder}: no config.json (a model folder holds config.json and model.safetensors)")
     config = GPT2Config.from_hf_dict(read_json(config_path), source=str(config_path))
-    weights = find_weights_file(folder)
+    weights = path if path.is_file() else find_weights_file(folder)
     if weights is None:
         raise WeightsError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
     source, layout = open_weights(weights)
@@ -97,7 +124,7 @@ def load_model(
     path = resolve_model_path(name_or_path)
     config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32)
     model = model_from_state(config, state)
-    raw = read_json(path / "config.json") if fmt == "hf" else {}
+    raw = read_json(model_folder(path) / "config.json") if fmt == "hf" else {}
     model.metadata = raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {}
     model.source = str(path)
     model.source_format = fmt
@@ -157,7 +184,7 @@ def save_model(
         model.config.save(tmp / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
         generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-        tokenizer.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp, model_max_length=model.config.n_positions)
 
     def write_openai_folder(tmp: Path) -> None:
         from gpt2kit.weights.openai import write_openai

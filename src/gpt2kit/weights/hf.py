@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from gpt2kit.errors import WeightsError
+from gpt2kit.weights.files import file_kind, inside
 from gpt2kit.weights.layouts import HF, HF_BASE, DictSource, Layout, TensorSource
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -35,6 +36,7 @@ class SafetensorsSource:
     def __init__(self, paths: list[Path]) -> None:
         self.where: dict[str, Path] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, str] = {}  # safetensors' dtype codes ("F32", "BF16", ...)
         for path in paths:
             if not path.is_file():
                 raise WeightsError(f"{path}: weights file not found")
@@ -42,7 +44,9 @@ class SafetensorsSource:
                 with safe_open(str(path), framework="pt") as f:
                     for name in f.keys():  # noqa: SIM118 (safe_open has no iterator)
                         self.where[name] = path
-                        self.shapes[name] = tuple(f.get_slice(name).get_shape())
+                        piece = f.get_slice(name)
+                        self.shapes[name] = tuple(piece.get_shape())
+                        self.dtypes[name] = piece.get_dtype()
             except (SafetensorError, OSError) as err:
                 raise _corrupt(path, err, "safetensors") from None
 
@@ -68,8 +72,11 @@ def open_weights(path: Path) -> tuple[TensorSource, Layout]:
             weight_map = json.loads(path.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             raise WeightsError(f"{path}: malformed shard index (expected a JSON object with 'weight_map')") from None
-        source: TensorSource = SafetensorsSource([path.parent / s for s in sorted(set(weight_map.values()))])
-    elif path.suffix == ".safetensors":
+        if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
+            raise WeightsError(f"{path}: malformed shard index ('weight_map' must map tensor names to file names)")
+        shards = [inside(path.parent, s, path, "shard") for s in sorted(set(weight_map.values()))]
+        source: TensorSource = SafetensorsSource(shards)
+    elif path.suffix == ".safetensors" or file_kind(path) == "safetensors":
         source = SafetensorsSource([path])
     else:
         source = DictSource(_read_torch_bin(path))

@@ -1,4 +1,4 @@
-"""What a model folder holds, read without loading its weights."""
+"""What a model folder holds, read without loading its weights (`gpt2kit info`)."""
 
 from __future__ import annotations
 
@@ -6,48 +6,55 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from gpt2kit.config import GPT2Config, read_json
-from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
-from gpt2kit.weights.folder import METADATA_KEY, detect_format
-from gpt2kit.weights.hf import find_weights_file
+from gpt2kit.weights.folder import METADATA_KEY, detect_format, model_folder
+from gpt2kit.weights.hf import SAFETENSORS_DTYPES, SafetensorsSource, find_weights_file, open_weights
+from gpt2kit.weights.layouts import MINDSPORE, OPENAI, expected_shapes
 from gpt2kit.weights.mindspore import find_ckpt, infer_config, read_ckpt, strip_prefix
 from gpt2kit.weights.openai import checkpoint_prefix
 from gpt2kit.weights.resolve import resolve_model_path
 from gpt2kit.weights.tensorbundle import TensorBundle
 
+# dtypes as the --dtype flags spell them
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+_SAFETENSORS_NAMES = {code: DTYPE_NAMES[dtype] for dtype, code in SAFETENSORS_DTYPES.items()}
+
+
+def dtype_name(dtype: torch.dtype | str) -> str:
+    """fp32 / bf16 / fp16 (/ fp64), from a torch dtype or a safetensors dtype code such as "F32"."""
+    if isinstance(dtype, str):
+        return _SAFETENSORS_NAMES.get(dtype, dtype.lower())
+    return DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
+
 
 def describe_model(name_or_path: str | Path) -> dict[str, Any]:
-    folder = resolve_model_path(name_or_path)
-    fmt = detect_format(folder)
+    path = resolve_model_path(name_or_path)
+    fmt = detect_format(path)
+    folder = model_folder(path)
     raw: dict[str, Any] = {}
-    dtypes: set[str] = set()
     if fmt == "hf":
         raw = read_json(folder / "config.json")
         config = GPT2Config.from_hf_dict(raw, source=str(folder / "config.json"))
-        weights = find_weights_file(folder)
-        if weights is not None and weights.suffix == ".safetensors":
-            try:
-                with safe_open(str(weights), framework="pt") as f:
-                    dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
-            except (SafetensorError, OSError) as err:
-                raise WeightsError(f"{weights}: corrupt or truncated safetensors file ({err})") from None
+        weights = path if path.is_file() else find_weights_file(folder)
+        dtypes = _hf_dtypes(weights, config) if weights is not None else set()
     elif fmt == "openai":
         config = GPT2Config.from_file(folder / "hparams.json")
-        bundle = TensorBundle(checkpoint_prefix(folder))
-        dtypes = {str(e.dtype).removeprefix("torch.") for e in bundle.entries.values()}
+        bundle = TensorBundle(checkpoint_prefix(path))
+        names = {OPENAI.file_name(n) for n in expected_shapes(config)}
+        dtypes = {dtype_name(e.dtype) for name, e in bundle.entries.items() if name in names}
     else:
-        ckpt = find_ckpt(folder)
+        ckpt = find_ckpt(path)
         tensors = strip_prefix(read_ckpt(ckpt))
         config = infer_config(tensors, ckpt)
-        dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
+        names = {MINDSPORE.file_name(n) for n in expected_shapes(config)}
+        dtypes = {dtype_name(t.dtype) for name, t in tensors.items() if name in names}
     with torch.device("meta"):
         n_params = GPT2(config).num_parameters()
-    files = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.is_file())
+    files = [path] if path.is_file() else sorted(p for p in folder.iterdir() if p.is_file())
     return {
-        "path": str(folder),
+        "path": str(path),
         "format": fmt,
         "config": config,
         "parameters": n_params,
@@ -55,3 +62,12 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         "files": {p.name: p.stat().st_size for p in files},
         "metadata": raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {},
     }
+
+
+def _hf_dtypes(weights: Path, config: GPT2Config) -> set[str]:
+    """The dtypes of the model's tensors (not of buffers or other entries) in a weights file."""
+    source, layout = open_weights(weights)  # safetensors: headers only
+    names = {layout.file_name(n) for n in expected_shapes(config)}
+    if isinstance(source, SafetensorsSource):
+        return {dtype_name(code) for name, code in source.dtypes.items() if name in names}
+    return {dtype_name(source.load(name).dtype) for name in source.names() if name in names}

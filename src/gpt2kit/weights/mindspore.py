@@ -23,6 +23,7 @@ import torch
 from gpt2kit.config import PRESETS, PUBLISHED, GPT2Config
 from gpt2kit.errors import WeightsError
 from gpt2kit.weights import protobuf as pb
+from gpt2kit.weights.files import file_kind
 from gpt2kit.weights.layouts import MINDSPORE, DictSource, collect
 
 DTYPES = {"Float32": torch.float32, "Float16": torch.float16, "BFloat16": torch.bfloat16,
@@ -108,6 +109,8 @@ def find_ckpt(path: Path) -> Path:
     if path.is_file():
         return path
     found = sorted(path.glob("*.ckpt"))
+    if len(found) > 1:  # other frameworks' files may share the suffix
+        found = [p for p in found if file_kind(p) == "mindspore"] or found
     if len(found) != 1:
         raise WeightsError(f"{path}: expected one MindSpore .ckpt file, found {len(found)}")
     return found[0]

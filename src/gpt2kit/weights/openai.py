@@ -7,30 +7,44 @@ is not needed to load the weights: gpt-2 and gpt-2-simple build the graph from c
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
 from gpt2kit.config import GPT2Config
 from gpt2kit.errors import WeightsError
+from gpt2kit.weights.files import inside
 from gpt2kit.weights.layouts import OPENAI, collect
 from gpt2kit.weights.tensorbundle import TensorBundle, write_bundle
 
 
-def checkpoint_prefix(folder: Path) -> Path:
-    """The checkpoint prefix the folder's `checkpoint` file names (or its only *.index file)."""
+def checkpoint_prefix(path: Path) -> Path:
+    """The checkpoint prefix of a folder (named by its `checkpoint` file, or its only *.index
+    file), or of an index file given itself. Never a prefix outside the folder."""
+    if path.is_file():
+        if not path.name.endswith(".index"):
+            raise WeightsError(f"{path}: a TensorFlow checkpoint is read from its folder or its .index file")
+        return path.with_suffix("")
+    folder = path
     record = folder / "checkpoint"
     if record.is_file():
         m = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', record.read_text(errors="replace"), re.M)
         if m is None:
             raise WeightsError(f"{record}: no model_checkpoint_path line")
-        prefix = Path(m.group(1))
-        if not prefix.is_absolute():
-            return folder / prefix
-        # checkpoints moved from another machine keep absolute paths: fall back to the name here
-        return prefix if Path(f"{prefix}.index").is_file() else folder / prefix.name
+        name = m.group(1)
+        if Path(name).is_absolute():
+            # checkpoints moved from another machine keep that machine's absolute paths: the
+            # checkpoint of that name in this folder is the one meant
+            base = PurePosixPath(name).name
+            if base not in ("", ".", "..") and Path(f"{folder / base}.index").is_file():
+                return folder / base
+            relative = os.path.relpath(os.path.normpath(name), os.path.abspath(folder))
+            if not relative.startswith(".."):  # this folder's own absolute path
+                name = relative
+        return inside(folder, name, record, "model_checkpoint_path")
     indexes = sorted(folder.glob("*.index"))
     if len(indexes) != 1:
         raise WeightsError(f"{folder}: no 'checkpoint' file and {len(indexes)} *.index files; cannot tell which "
@@ -38,9 +52,10 @@ def checkpoint_prefix(folder: Path) -> Path:
     return indexes[0].with_suffix("")
 
 
-def read_openai(folder: Path, dtype: torch.dtype | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
+def read_openai(path: Path, dtype: torch.dtype | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
+    folder = path.parent if path.is_file() else path
     config = GPT2Config.from_file(folder / "hparams.json")
-    bundle = TensorBundle(checkpoint_prefix(folder))
+    bundle = TensorBundle(checkpoint_prefix(path))
     return config, collect(OPENAI, bundle, config, bundle.index_path, "hparams.json", dtype)
 
 
