@@ -178,3 +178,19 @@ def test_unpack_restores_plain_parameters():
     model.unpack_weights()
     assert all(type(p) is nn.Parameter for p in model.parameters())
     assert all(type(m) is not PackedLinear for m in model.modules())
+
+
+def test_a_packed_model_can_be_copied():
+    import copy
+
+    model = random_model()
+    model.pack_weights()
+    expected = logits(model)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin.h[0].mlp.c_fc.weight.mul_(2.0)
+    assert torch.equal(logits(model), expected)
+    packed = logits(twin)
+    twin.unpack_weights()
+    assert (packed - logits(twin)).abs().max() <= 1e-4
+    assert (packed - expected).abs().max() > 1e-3

@@ -70,6 +70,10 @@ def unwatch(weight: torch.Tensor) -> None:
         weight.__dict__.pop("_data_uses", None)
 
 
+def _nothing() -> None:
+    return None
+
+
 def _state(w: torch.Tensor) -> tuple:
     return w._version, w.data_ptr(), w.dtype, w.device, tuple(w.shape), w.__dict__.get("_data_uses", 0)
 
@@ -96,6 +100,12 @@ class PackedWeight:
         if self.source() is not weight or _state(weight) != self.state:
             self.pack(weight)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
+
+    def __getstate__(self) -> dict:
+        return {}  # copies (deepcopy, pickle) pack again when first used: the packed tensor is opaque
+
+    def __setstate__(self, state: dict) -> None:
+        self.state, self.packed, self.source = None, None, _nothing
 
     def release(self) -> None:
         weight = self.source()
