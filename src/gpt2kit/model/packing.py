@@ -75,7 +75,8 @@ def _nothing() -> None:
 
 
 def _state(w: torch.Tensor) -> tuple:
-    return w._version, w.data_ptr(), w.dtype, w.device, tuple(w.shape), w.__dict__.get("_data_uses", 0)
+    # read on every packed matmul, so kept short: a new device or shape comes with a new data_ptr
+    return w._version, w.data_ptr(), w.dtype, w.__dict__.get("_data_uses", 0)
 
 
 class PackedWeight:
