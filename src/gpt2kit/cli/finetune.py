@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
+import sys
 from pathlib import Path
 
 from gpt2kit.config import ALIASES, PRESETS
-from gpt2kit.training import TrainConfig, finetune
+from gpt2kit.training import TrainConfig
 from gpt2kit.training.config import PRECISIONS, SCHEDULES
+from gpt2kit.training.trainer import Trainer, TrainingInterrupted
 
 
 def epochs(text: str) -> list[int]:
@@ -26,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     io.add_argument("--data", type=Path, required=True, metavar="PATH", help="training text (file or folder)")
     io.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
     start = io.add_mutually_exclusive_group(required=True)
-    start.add_argument("--model", metavar="PATH", help="model to fine-tune (any format gpt2kit reads)")
+    start.add_argument("--model", metavar="PATH",
+                       help="model to fine-tune (any format gpt2kit reads, a published name, or `default`)")
     start.add_argument("--from-scratch", metavar="CONFIG",
                        help=f"pretrain from random weights of a preset: {', '.join([*PRESETS, *ALIASES])}")
     io.add_argument("--seq-len", type=int, default=None, metavar="N",
@@ -44,7 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--batch-size", type=int, default=1, metavar="N", help="windows per micro-batch (default 1)")
     opt.add_argument("--grad-accum", type=int, default=1, metavar="N",
                      help="micro-batches per optimizer step (default 1)")
-    opt.add_argument("--max-steps", type=int, default=None, metavar="N", help="optimizer steps to run")
+    opt.add_argument("--max-steps", type=int, default=None, metavar="N",
+                     help="optimizer steps to run (may be raised on --resume: the learning-rate schedule then "
+                          "follows the new total)")
     opt.add_argument("--num-epochs", type=int, default=None, metavar="N", help="epochs to run (with --steps-per-epoch)")
     opt.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
                      help="optimizer steps per epoch (default: training tokens / tokens per step)")
@@ -90,14 +97,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=0, metavar="N",
                      help="stop after N evaluations without a better validation loss; 0 disables")
     run.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
-                     help="continue the run in --out from its latest checkpoint, or from the one given")
+                     help="continue the run in --out from its latest checkpoint, or from the one given; Ctrl-C "
+                          "saves a checkpoint and prints the command that resumes")
     run.add_argument("--overwrite", action="store_true", help="start over in an --out that holds another run")
     p.set_defaults(run=run_finetune)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    fields = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
-    result = finetune(TrainConfig(**fields))
-    val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-    print(f"trained {result.steps} steps: loss {result.train_loss:.4f}{val}; model in {result.model_dir}")
+    fields = {k: v for k, v in vars(args).items() if k not in ("run", "command", "command_line")}
+    config = TrainConfig(**fields)
+    trainer = Trainer(config)
+    print(trainer.summary(), file=sys.stderr)
+    start = trainer.step
+    try:
+        result = trainer.run()
+    except TrainingInterrupted as stop:
+        print(f"gpt2kit: interrupted at step {stop.step:,} of {stop.total_steps:,}; checkpoint saved in "
+              f"{stop.checkpoint}, loss curve in {config.out / 'loss.png'}\ncontinue the run with:\n  "
+              f"{resume_command(getattr(args, 'command_line', ['gpt2kit', 'finetune']))}", file=sys.stderr)
+        return 130
+    if result.new_steps == 0 and config.resume:
+        if result.stopped_early:
+            why = (f"stopped early at step {result.steps} (no validation improvement in "
+                   f"{config.early_stopping_patience} evaluations; a larger --early-stopping continues it)")
+        else:
+            limit = (f"--max-steps {config.max_steps}" if config.max_steps == trainer.total_steps
+                     else f"--num-epochs {config.num_epochs} of {trainer.steps_per_epoch} steps")
+            why = f"already finished at step {result.steps} ({limit}; raise it to train further)"
+        print(f"{why}; model in {result.model_dir}")
+        return 0
+    done = (f"trained {result.steps} step{'s' * (result.steps != 1)}" if start == 0
+            else f"trained steps {start + 1} to {result.steps}")
+    val = ""
+    if result.val_loss is not None:
+        val = f", validation loss {result.val_loss:.4f} (perplexity {math.exp(min(result.val_loss, 50)):.2f})"
+    print(f"{done}: loss {result.train_loss:.4f}{val}; model in {result.model_dir}")
     return 0
+
+
+def resume_command(words: list[str]) -> str:
+    """The command line that continues this run: the same words, with --resume (its latest
+    checkpoint) in place of any --resume CHECKPOINT, and without --overwrite."""
+    kept, i = [], 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "--resume" and i < len(words) and not words[i].startswith("-"):
+            i += 1  # the checkpoint it named
+        elif word != "--overwrite" and word != "--resume" and not word.startswith("--resume="):
+            kept.append(word)
+    return shlex.join([*kept, "--resume"])

@@ -40,8 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def invocation() -> list[str]:
+    """The words that start gpt2kit the way this process was started: the console script, or
+    `python -m gpt2kit` (whose argv[0] is the package's __main__.py)."""
+    first = sys.argv[0] if sys.argv else ""
+    if os.path.basename(first) == "__main__.py":
+        return [sys.executable, "-m", "gpt2kit"]
+    return [first] if os.path.basename(first) == "gpt2kit" else ["gpt2kit"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = [*invocation(), *(sys.argv[1:] if argv is None else argv)]  # to print a command to rerun
     try:
         code = args.run(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush

@@ -29,7 +29,7 @@ class TrainConfig:
     # ---- optimisation ----------------------------------------------------------------------------
     batch_size: int = 1
     grad_accum: int = 1
-    max_steps: int | None = None
+    max_steps: int | None = None  # may change on resume: the run goes on to it, the lr schedule follows it
     num_epochs: int | None = None
     steps_per_epoch: int | None = None
     base_lr: float = 1e-4

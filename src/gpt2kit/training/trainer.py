@@ -4,7 +4,12 @@
 wrapper. Every optimizer step draws `grad_accum` batches of random windows, clips the
 gradient norm, steps AdamW at the schedule's learning rate, and appends a line to
 metrics.jsonl. A run killed at any point resumes from its latest checkpoint and
-continues with the same losses it would have had (bitwise on CPU).
+continues with the same losses it would have had (bitwise on CPU). Ctrl-C stops after
+the current step, saves a checkpoint and raises `TrainingInterrupted`.
+
+A run may be resumed with another --max-steps (or --num-epochs): it continues to the new
+total, and the learning-rate schedule (warmup, linear or cosine decay) from then on is the
+one of the new total. Resuming a run that has already reached its total does nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +32,10 @@ from tqdm import tqdm
 
 from gpt2kit.atomic import atomic_write
 from gpt2kit.data.dataset import WindowSampler, eval_windows, load_splits
+from gpt2kit.data.sources import scan
+from gpt2kit.data.tokens import is_token_file
 from gpt2kit.devices import resolve_device
-from gpt2kit.errors import TrainingError
+from gpt2kit.errors import GPT2KitError, TrainingError
 from gpt2kit.generation import complete
 from gpt2kit.host_memory import keep_freed_memory
 from gpt2kit.model.gpt2 import GPT2
@@ -40,10 +51,30 @@ from gpt2kit.training.schedule import lr_at, make_optimizer
 @dataclass
 class TrainResult:
     out: Path
-    steps: int
-    train_loss: float
+    steps: int  # the step the run is at
+    train_loss: float  # of the last step (nan when none was logged)
     val_loss: float | None
     model_dir: Path
+    new_steps: int = 0  # steps trained by this call: 0 when a resumed run had nothing left to do
+    stopped_early: bool = False
+
+
+class TrainingInterrupted(KeyboardInterrupt):  # noqa: N818 - a KeyboardInterrupt, named like one
+    """Ctrl-C while training: the run stopped after a complete step and saved it in `checkpoint`."""
+
+    def __init__(self, step: int, total_steps: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; saved in {checkpoint}")
+        self.step, self.total_steps, self.checkpoint = step, total_steps, checkpoint
+
+
+@contextlib.contextmanager
+def _writing(target: Path, what: str) -> Iterator[None]:
+    """OS errors (a full disk, permissions) while writing `target` name it, not the temporary
+    file or folder it is assembled in."""
+    try:
+        yield
+    except OSError as err:
+        raise TrainingError(f"{target}: could not write {what} ({err.strerror or err})") from None
 
 
 def lm_loss(model: GPT2, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -140,8 +171,50 @@ class Trainer:
         self.last_val_step = -1
         self.stale_after: int | None = None  # resumed from an older checkpoint of this run: later ones go at saving
         self.fingerprint = fingerprint(self.device)
+        self.interrupted = False  # set by Ctrl-C: stop after the current step
+        self.resumed_from: Path | None = None
         if config.resume:
-            self._resume(ckpt.find_resume(config.out, config.resume))
+            self.resumed_from = ckpt.find_resume(config.out, config.resume)
+            self._resume(self.resumed_from)
+
+    def summary(self) -> str:
+        """What the run is about to do, one line per fact, for a reader about to wait for it."""
+        config, model = self.config, self.model
+        params = sum(p.numel() for p in model.parameters())
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        name = config.model if config.model else f"{config.from_scratch}, random weights (seed {config.seed})"
+        train, val = len(self.splits.train), (len(self.splits.val) if self.splits.val is not None else 0)
+        data = f"{config.data}: {train:,} tokens for training"
+        data += f", {val:,} for validation" if val else " (no validation)"
+        if config.data.is_dir():
+            files, skipped = scan(config.data)
+            data += f"; {len(files)} file{'s' * (len(files) != 1)}"
+            if skipped:
+                data += (f", {len(skipped)} symlink{'s' * (len(skipped) != 1)} to files or folders already read "
+                         "skipped")
+        elif is_token_file(config.data):
+            data += " (a token file)"
+        per_step = config.batch_size * config.grad_accum
+        steps = f"{self.total_steps:,} ({self.total_steps / self.steps_per_epoch:,.2f} epochs)"
+        if self.resumed_from is not None:
+            steps += f", resuming at step {self.step:,} from {self.resumed_from}"
+        out = str(config.out)
+        if not config.out.exists():
+            missing = [p for p in config.out.parents if not p.exists()]
+            out += f" (created, with {len(missing)} missing parent folder{'s' * (len(missing) != 1)})" if missing \
+                else " (created)"
+        lines = [
+            ("model", name),
+            ("parameters", f"{params:,}" + (f" ({trained:,} trained)" if trained != params else "")),
+            ("data", data),
+            ("windows", f"{self.steps_per_epoch * per_step:,} of {self.seq_len} tokens per epoch"),
+            ("batch", f"{config.batch_size} x {config.grad_accum} accumulation x {self.seq_len} tokens = "
+                      f"{per_step * self.seq_len:,} tokens per step"),
+            ("steps", steps),
+            ("device", f"{self.device}, {config.precision}"),
+            ("output", out),
+        ]
+        return "\n".join(f"{label:<12}{value}" for label, value in lines)
 
     # ---- set-up -------------------------------------------------------------------------------------
 
@@ -242,13 +315,21 @@ class Trainer:
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
-        return ckpt.save_checkpoint(self.config.out, self.step, self._write_model, state, self.config.keep_last)
+        final = ckpt.checkpoint_dir(self.config.out) / f"{ckpt.PREFIX}{self.step:07d}"
+        with _writing(final, "the checkpoint"):
+            return ckpt.save_checkpoint(self.config.out, self.step, self._write_model, state, self.config.keep_last)
 
     # ---- the loop -------------------------------------------------------------------------------------
 
     def _log(self, record: dict) -> None:
-        with (self.config.out / "metrics.jsonl").open("a") as f:
+        metrics = self.config.out / "metrics.jsonl"
+        with _writing(metrics, "the metrics"), metrics.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def _say(self, message: str) -> None:
+        """A line for the person watching (stderr, above the progress bar); quiet without progress."""
+        if self.config.progress:
+            tqdm.write(message, file=sys.stderr)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -297,18 +378,23 @@ class Trainer:
 
     def run(self) -> TrainResult:
         config = self.config
+        model_dir = config.out / "model"
+        # a run that had already stopped early before it was killed stays stopped
+        stopped_early = bool(config.early_stopping_patience and self.bad_evals >= config.early_stopping_patience)
+        if self.resumed_from is not None and (self.step >= self.total_steps or stopped_early) and self._complete():
+            # nothing to train, save or write: the run is where it was left
+            return TrainResult(config.out, self.step, self._logged_loss(), self.last_val, model_dir, 0, stopped_early)
         if config.overwrite and not config.resume:
             _clear_run(config.out)
         config.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(config.out / "train_config.json",
-                     json.dumps({**config.to_dict(), "fingerprint": self.fingerprint}, indent=2) + "\n")
+        with _writing(config.out / "train_config.json", "the run's settings"):
+            atomic_write(config.out / "train_config.json",
+                         json.dumps({**config.to_dict(), "fingerprint": self.fingerprint}, indent=2) + "\n")
         tokens_per_step = self.seq_len * config.batch_size * config.grad_accum
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", disable=not config.progress,
                    dynamic_ncols=True)
-        loss = math.nan
-        # a run that had already stopped early before it was killed stays stopped
-        stopped_early = bool(config.early_stopping_patience and self.bad_evals >= config.early_stopping_patience)
-        with bar:
+        start_step, loss = self.step, math.nan
+        with bar, self._interruptible():
             while self.step < self.total_steps and not stopped_early:
                 start = time.perf_counter()
                 loss = self.train_step()
@@ -325,26 +411,81 @@ class Trainer:
                 bar.update(1)
                 if config.save_every and self.step % config.save_every == 0 and self.step < self.total_steps:
                     self._save()
+                if self.interrupted:
+                    break
                 if stopped_early:
                     bar.write(f"early stopping: no validation improvement in {config.early_stopping_patience} "
                               "evaluations")
                     break
-        if self.splits.val is not None and self.last_val_step != self.step:
-            record = {"step": self.step}
-            self._evaluate_into(record)
-            self._log(record)
+            if not self.interrupted and self.splits.val is not None and self.last_val_step != self.step:
+                record = {"step": self.step}
+                self._evaluate_into(record)
+                self._log(record)
         final = ckpt.checkpoint_dir(config.out) / f"{ckpt.PREFIX}{self.step:07d}"
         if self.stale_after is not None or not final.is_dir():
-            self._save()
-        model_dir = config.out / "model"
-        self._write_final(model_dir)
+            final = self._save()
+        if self.interrupted:  # saved where it stopped; the final model waits for the end of the run
+            plot_losses(config.out / "metrics.jsonl", config.out / "loss.png")
+            raise TrainingInterrupted(self.step, self.total_steps, final)
+        with _writing(model_dir, "the model"):
+            self._write_final(model_dir)
         plot_losses(config.out / "metrics.jsonl", config.out / "loss.png")
-        return TrainResult(config.out, self.step, loss, self.last_val, model_dir)
+        if self.step == start_step:
+            loss = self._logged_loss()
+        return TrainResult(config.out, self.step, loss, self.last_val, model_dir, self.step - start_step,
+                           stopped_early)
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Ctrl-C (SIGINT) asks the loop to stop once the current step is complete, so that the
+        checkpoint saved then resumes exactly; a second Ctrl-C stops at once, unsaved. Signals can
+        only be caught in the main thread, and an ignored SIGINT (a background job) stays ignored."""
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+            yield
+            return
+
+        def stop(signum, frame) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            if self.config.progress:  # os.write: print() may be mid-call in the interrupted code
+                os.write(sys.stderr.fileno(), b"\ninterrupted: stopping after this step to save a checkpoint "
+                                              b"(Ctrl-C again to stop at once, without saving)\n")
+
+        signal.signal(signal.SIGINT, stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _complete(self) -> bool:
+        """Whether this run's checkpoint of the current step and its final model are both written."""
+        from gpt2kit.config import read_json
+        from gpt2kit.weights.folder import METADATA_KEY
+
+        saved = ckpt.list_checkpoints(self.config.out)
+        final = ckpt.checkpoint_dir(self.config.out) / f"{ckpt.PREFIX}{self.step:07d}"
+        written = self.config.out / "model" / "config.json"
+        if not saved or saved[-1] != final or not written.is_file():  # not saved, or later ones to drop
+            return False
+        try:
+            origin = read_json(written).get(METADATA_KEY, {}).get("origin", "")
+        except (GPT2KitError, AttributeError):
+            return False
+        return origin.endswith(f", step {self.step}")
+
+    def _logged_loss(self) -> float:
+        """The training loss metrics.jsonl holds for the current step (nan if none)."""
+        metrics = self.config.out / "metrics.jsonl"
+        rows = read_metrics(metrics) if metrics.is_file() else []
+        return next((r["loss"] for r in reversed(rows) if r.get("step") == self.step and "loss" in r), math.nan)
 
     def _evaluate_into(self, record: dict) -> bool:
         val = self.evaluate()
         self.last_val, self.last_val_step = val, self.step
         record.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
+        self._say(f"step {self.step}: validation loss {val:.4f}, perplexity {record['val_ppl']:.2f}")
         if val < self.best_val:
             self.best_val, self.bad_evals = val, 0
         else:
@@ -401,4 +542,4 @@ def plot_losses(metrics: Path, out: Path) -> Path | None:
     return out
 
 
-__all__ = ["TrainResult", "Trainer", "finetune", "lm_loss"]
+__all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "finetune", "lm_loss"]
