@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from gpt2kit.cli.finetune import resume_command
 from gpt2kit.cli.main import main
 from gpt2kit.training import checkpoints as ckpt
 from helpers import assert_user_error, run_cli
@@ -169,3 +170,15 @@ def test_a_full_disk_names_the_checkpoint_not_its_temporary_folder(text, tmp_pat
     assert code == 1
     assert errors == [f"gpt2kit: error: {out / 'checkpoints' / 'step-0000001'}: could not write the checkpoint "
                       "(No space left on device)"]
+
+
+@pytest.mark.parametrize("words,expected", [
+    (["gpt2kit", "finetune", "--out", "r", "--max-steps", "9"], "gpt2kit finetune --out r --max-steps 9 --resume"),
+    (["gpt2kit", "finetune", "--resume", "r/checkpoints/step-0000004", "--out", "r"],
+     "gpt2kit finetune --out r --resume"),
+    (["gpt2kit", "finetune", "--overwrite", "--resume=x", "--sample-prompt", "In the"],
+     "gpt2kit finetune --sample-prompt 'In the' --resume"),
+    (["gpt2kit", "finetune", "--out", "r", "--resume", "--seed", "3"], "gpt2kit finetune --out r --seed 3 --resume"),
+])
+def test_the_resume_command_continues_from_the_latest_checkpoint(words, expected):
+    assert resume_command(words) == expected
