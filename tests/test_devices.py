@@ -28,3 +28,9 @@ def test_fp32_and_gpus_are_never_warned_about(monkeypatch):
     assert devices.slow_dtype_warning(torch.float32, torch.device("cpu")) is None
     assert devices.slow_dtype_warning(torch.bfloat16, torch.device("cuda")) is None
 
+
+def test_the_warning_names_the_flag_that_fixes_it(monkeypatch):
+    monkeypatch.setattr(devices, "_fast_on_cpu", lambda d: False)
+    assert devices.slow_dtype_warning(torch.bfloat16, torch.device("cpu"), "--dtype fp32").endswith(
+        "use --dtype fp32 on this machine")
+

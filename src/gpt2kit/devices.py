@@ -20,7 +20,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def slow_dtype_warning(dtype: torch.dtype, device: torch.device) -> str | None:
+def slow_dtype_warning(dtype: torch.dtype, device: torch.device, remedy: str = "fp32") -> str | None:
     """A one-line warning when `dtype` has no fast matrix products on `device`, else None.
 
     On a CPU without AVX512-BF16 or AMX (AVX2-only x86, for one), PyTorch multiplies bf16
@@ -30,7 +30,7 @@ def slow_dtype_warning(dtype: torch.dtype, device: torch.device) -> str | None:
         return None
     name = "bf16" if dtype == torch.bfloat16 else "fp16"
     return (f"warning: this CPU has no {name} matrix instructions, so {name} runs many times slower than fp32 here; "
-            "use fp32 on this machine")
+            f"use {remedy} on this machine")
 
 
 def _fast_on_cpu(dtype: torch.dtype) -> bool:

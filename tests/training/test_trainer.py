@@ -227,3 +227,13 @@ def test_resuming_under_other_conditions_says_what_changed(kjv_file, tmp_path, c
         torch.set_num_threads(threads)
     err = capsys.readouterr().err
     assert f"threads: {threads} -> {threads + 1}" in err and "only to rounding" in err
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(kjv_file, tmp_path, capsys, monkeypatch):
+    from gpt2kit import devices
+
+    monkeypatch.setattr(devices, "_fast_on_cpu", lambda dtype: False)
+    from gpt2kit.training.trainer import Trainer
+
+    Trainer(config(kjv_file, tmp_path / "run", max_steps=1, precision="bf16"))
+    assert "use --precision fp32 on this machine" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gpt2kit.cli.args import DTYPES, add_device_options, add_model_option, resolve_device
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args
+from gpt2kit.devices import slow_dtype_warning
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings, complete, stream
 from gpt2kit.generation.special_ids import special_ids
@@ -67,7 +68,10 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 def load(args: argparse.Namespace) -> tuple[GPT2, Tokenizer]:
     name = args.model or str(DEFAULT_MODEL)
-    model = GPT2.from_pretrained(name, dtype=DTYPES[args.dtype], device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    if warning := slow_dtype_warning(DTYPES[args.dtype], device, "--dtype fp32"):
+        print(warning, file=sys.stderr)
+    model = GPT2.from_pretrained(name, dtype=DTYPES[args.dtype], device=device)
     model.pack_weights()  # faster CPU decoding; a no-op elsewhere
     note_model(model, args.model)
     return model, Tokenizer.for_model(model.source)

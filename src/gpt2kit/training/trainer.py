@@ -34,7 +34,7 @@ from gpt2kit.atomic import atomic_write
 from gpt2kit.data.dataset import WindowSampler, eval_windows, load_splits
 from gpt2kit.data.sources import scan
 from gpt2kit.data.tokens import is_token_file
-from gpt2kit.devices import resolve_device
+from gpt2kit.devices import resolve_device, slow_dtype_warning
 from gpt2kit.errors import GPT2KitError, TrainingError
 from gpt2kit.generation import complete
 from gpt2kit.host_memory import keep_freed_memory
@@ -85,8 +85,11 @@ def lm_loss(model: GPT2, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _autocast(config: TrainConfig, device: torch.device):
     if config.precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=_half(config))
+
+
+def _half(config: TrainConfig) -> torch.dtype:
+    return torch.bfloat16 if config.precision == "bf16" else torch.float16
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -137,6 +140,9 @@ class Trainer:
             reproducible_math()
         if config.precision == "fp16" and self.device.type != "cuda":
             raise TrainingError("fp16 training needs CUDA (it relies on a gradient scaler); use --precision bf16")
+        if config.precision != "fp32" and (warning := slow_dtype_warning(_half(config), self.device,
+                                                                          "--precision fp32")):
+            print(warning, file=sys.stderr)
         _check_out(config)
         if self.device.type == "cpu":  # faster steps for some held memory, unless memory comes first
             keep_freed_memory(default=not config.grad_checkpointing)
