@@ -237,3 +237,15 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(kjv_file, tmp_p
 
     Trainer(config(kjv_file, tmp_path / "run", max_steps=1, precision="bf16"))
     assert "use --precision fp32 on this machine" in capsys.readouterr().err
+
+
+def test_schedule_steps_stops_early_on_a_longer_runs_schedule(kjv_file, tmp_path):
+    def lrs(out):
+        return [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    common = dict(val_fraction=0.0, warmup_steps=1, schedule="cosine")
+    finetune(config(kjv_file, tmp_path / "long", max_steps=6, **common))
+    finetune(config(kjv_file, tmp_path / "short", max_steps=3, schedule_steps=6, **common))
+    finetune(config(kjv_file, tmp_path / "own", max_steps=3, **common))
+    assert lrs(tmp_path / "short") == lrs(tmp_path / "long")[:3]
+    assert lrs(tmp_path / "own")[2] < lrs(tmp_path / "short")[2]  # a 3-step run's own schedule falls sooner

@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--max-steps", type=int, default=None, metavar="N",
                      help="optimizer steps to run (may be raised on --resume: the learning-rate schedule then "
                           "follows the new total)")
+    opt.add_argument("--schedule-steps", type=int, default=None, metavar="N",
+                     help="plan the learning-rate schedule for N steps instead of the run's own length (stop "
+                          "early, at --max-steps, on the schedule of a longer run; nanoGPT's lr_decay_iters)")
     opt.add_argument("--num-epochs", type=int, default=None, metavar="N", help="epochs to run (with --steps-per-epoch)")
     opt.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
                      help="optimizer steps per epoch (default: training tokens / tokens per step)")

@@ -32,6 +32,7 @@ class TrainConfig:
     max_steps: int | None = None  # may change on resume: the run goes on to it, the lr schedule follows it
     num_epochs: int | None = None
     steps_per_epoch: int | None = None
+    schedule_steps: int | None = None  # the length the lr schedule is planned for, when not the run's own
     base_lr: float = 1e-4
     min_lr: float = 0.0
     schedule: str = "constant"
@@ -76,7 +77,7 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "num_epochs", "steps_per_epoch", "seq_len"):
+        for name in ("max_steps", "num_epochs", "steps_per_epoch", "schedule_steps", "seq_len"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainingError(f"{name.replace('_', '-')} must be >= 1, got {value}")

@@ -359,7 +359,7 @@ class Trainer:
 
     def train_step(self) -> float:
         config = self.config
-        lr = lr_at(self.step, self.total_steps, self.steps_per_epoch, config)
+        lr = lr_at(self.step, config.schedule_steps or self.total_steps, self.steps_per_epoch, config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_sum = 0.0
