@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -10,9 +11,15 @@ import pexpect
 PROMPT = ">>> "
 
 
+def default_sigint() -> None:
+    # a suite started in the background by a script inherits SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: the child gets the terminal's default, as a person's shell gives it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(model_dir, *extra):
     return pexpect.spawn(sys.executable, ["-m", "gpt2kit", "chat", "--model", str(model_dir), *extra],
-                         encoding="utf-8", timeout=120, dimensions=(40, 200))
+                         encoding="utf-8", timeout=120, dimensions=(40, 200), preexec_fn=default_sigint)
 
 
 def test_chat_session(model_dir):
