@@ -23,7 +23,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/decode.py
-	$(PY) bench/train.py
+	$(PY) bench/train.py --quick
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

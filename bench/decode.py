@@ -110,7 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="gpt2", help="size preset (default gpt2, the 124M shape)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--dtype", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
+    parser.add_argument("--dtype", nargs="+", default=None, choices=sorted(DTYPES),
+                        help="default: fp32, plus bf16 on CPUs with native bf16 matrix instructions")
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each implementation per cell (>= 1)")
@@ -125,7 +126,12 @@ def main() -> None:
     machine = benchkit.machine()
     if warning := benchkit.load_warning(machine):
         print(warning, file=sys.stderr, flush=True)
-    if "bf16" in args.dtype and not machine["native_bf16"]:
+    if args.dtype is None:
+        args.dtype = ["fp32", "bf16"] if machine["native_bf16"] else ["fp32"]
+        if not machine["native_bf16"]:
+            print("note: no bf16 cells: this CPU has no native bf16 matrix instructions (--dtype fp32 bf16 runs "
+                  "them anyway, many times slower than fp32)", file=sys.stderr, flush=True)
+    elif "bf16" in args.dtype and not machine["native_bf16"]:
         print("note: this CPU has no native bf16 matrix instructions, so the bf16 cells run many times slower than "
               "fp32 and take most of the run (--dtype fp32 leaves them out)", file=sys.stderr, flush=True)
     config = GPT2Config.from_name(args.config)
