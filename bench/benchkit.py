@@ -169,3 +169,20 @@ def refuse(message: str) -> None:
     """Stop before timing: what was compared is not the same computation."""
     print(f"refusing to time: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def checked_machine(dtypes: list[str] | None, flag: str) -> tuple[dict, list[str]]:
+    """The machine, with its load warning printed, and the dtypes to run: those asked for, or by
+    default fp32 plus bf16 where the CPU has native bf16 (elsewhere bf16 is tens of times slower)."""
+    found = machine()
+    if warning := load_warning(found):
+        print(warning, file=sys.stderr, flush=True)
+    if dtypes is None:
+        dtypes = ["fp32", "bf16"] if found["native_bf16"] else ["fp32"]
+        if not found["native_bf16"]:
+            print(f"note: bf16 left out: this CPU has no native bf16 matrix instructions ({flag} fp32 bf16 runs it "
+                  "anyway, tens of times slower than fp32)", file=sys.stderr, flush=True)
+    elif "bf16" in dtypes and not found["native_bf16"]:
+        print("note: this CPU has no native bf16 matrix instructions, so bf16 runs tens of times slower than fp32 "
+              f"and takes most of the run ({flag} fp32 leaves it out)", file=sys.stderr, flush=True)
+    return found, dtypes

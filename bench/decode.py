@@ -123,17 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1 or args.warmup < 0 or min(args.batch) < 1 or args.new_tokens < 1 or args.prompt_len < 1:
         parser.error("--warmup must be >= 0; --repeats, --batch, --new-tokens and --prompt-len must be >= 1")
-    machine = benchkit.machine()
-    if warning := benchkit.load_warning(machine):
-        print(warning, file=sys.stderr, flush=True)
-    if args.dtype is None:
-        args.dtype = ["fp32", "bf16"] if machine["native_bf16"] else ["fp32"]
-        if not machine["native_bf16"]:
-            print("note: no bf16 cells: this CPU has no native bf16 matrix instructions (--dtype fp32 bf16 runs "
-                  "them anyway, many times slower than fp32)", file=sys.stderr, flush=True)
-    elif "bf16" in args.dtype and not machine["native_bf16"]:
-        print("note: this CPU has no native bf16 matrix instructions, so the bf16 cells run many times slower than "
-              "fp32 and take most of the run (--dtype fp32 leaves them out)", file=sys.stderr, flush=True)
+    machine, args.dtype = benchkit.checked_machine(args.dtype, "--dtype")
     config = GPT2Config.from_name(args.config)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

@@ -280,14 +280,7 @@ def main() -> None:
 
     from gpt2kit import GPT2, GPT2Config  # after the argument checks: torch takes a while to import
 
-    machine = benchkit.machine()
-    if warning := benchkit.load_warning(machine):
-        print(warning, file=sys.stderr, flush=True)
-    if args.precision is None:
-        args.precision = ["fp32", "bf16"] if machine["native_bf16"] else ["fp32"]
-        if not machine["native_bf16"]:
-            print("bf16 left out: this CPU has no native bf16 matrix instructions (--precision fp32 bf16 to run it "
-                  "anyway, tens of times slower than fp32)", flush=True)
+    machine, args.precision = benchkit.checked_machine(args.precision, "--precision")
     confs = [{"precision": p, "checkpointing": c == "on", "dropout": d}
              for d in args.dropout for p in args.precision for c in args.checkpointing]
     config = GPT2Config.from_name(args.config)
