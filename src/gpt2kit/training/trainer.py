@@ -44,6 +44,7 @@ from gpt2kit.training import checkpoints as ckpt
 from gpt2kit.training.config import TrainConfig
 from gpt2kit.training.lora import LoRALinear, add_lora, has_lora
 from gpt2kit.training.loss import linear_cross_entropy
+from gpt2kit.training.metrics import plot_losses, read_metrics
 from gpt2kit.training.reproducibility import differences, fingerprint, reproducible_math
 from gpt2kit.training.schedule import lr_at, make_optimizer
 
@@ -508,44 +509,6 @@ class Trainer:
 def finetune(config: TrainConfig) -> TrainResult:
     """Train as `config` says; see TrainConfig for every option."""
     return Trainer(config).run()
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The records of metrics.jsonl; a line cut short by a kill is passed over."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def plot_losses(metrics: Path, out: Path) -> Path | None:
-    """Training (and validation) loss against step, as a PNG; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    rows = read_metrics(metrics) if metrics.is_file() else []
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train", linewidth=1)
-    if val:
-        ax.plot(*zip(*val, strict=True), label="validation", marker="o")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
 
 
 __all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "finetune", "lm_loss"]
