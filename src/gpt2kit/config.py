@@ -24,7 +24,8 @@ PRESETS: dict[str, dict[str, int]] = {
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
     "tiny": dict(n_layer=2, n_head=2, n_embd=64, n_positions=128),
     "mini": dict(n_layer=4, n_head=4, n_embd=256, n_positions=512),
-    "pocket": dict(n_layer=6, n_head=4, n_embd=128, n_positions=256),  # the shipped default model's shape
+    "pocket": dict(n_layer=6, n_head=4, n_embd=128, n_positions=256),
+    "pocket-wide": dict(n_layer=6, n_head=6, n_embd=192, n_positions=256),  # under 25 MB in fp16
 }
 # OpenAI named its releases by parameter count.
 ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
