@@ -66,14 +66,16 @@ def test_splits_and_windows(tmp_path, tok):
     splits = load_splits(src, tok, seq_len=32, val_fraction=0.2, cache_dir=tmp_path / "c", progress=False)
     assert len(splits.val) > 32 and abs(len(splits.train) / (len(splits.train) + len(splits.val)) - 0.8) < 0.01
     sampler = WindowSampler(splits.train, 32, 4, seed=0)
-    x, y = sampler.next_batch()
-    assert x.shape == y.shape == (4, 32) and torch.equal(x[:, 1:], y[:, :-1])
+    batch = sampler.next_batch()
+    x, y = batch.input_ids, batch.labels
+    assert x.shape == y.shape == (4, 32) and torch.equal(x[:, 1:], y[:, :-1]) and batch.attention_mask is None
     state = sampler.state_dict()
     after = sampler.next_batch()
     sampler.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(sampler.next_batch(), after, strict=True))
+    again = sampler.next_batch()
+    assert torch.equal(again.input_ids, after.input_ids) and torch.equal(again.labels, after.labels)
     batches = list(eval_windows(splits.val, 32, 2, max_batches=2))
-    assert len(batches) == 2 and batches[0][0].shape == (2, 32)
+    assert len(batches) == 2 and batches[0].input_ids.shape == (2, 32)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gpt2kit import GPT2
-from gpt2kit.training import TrainConfig, add_lora, finetune, merge_lora
+from gpt2kit.training import TrainConfig, Trainer, add_lora, finetune, merge_lora
 from gpt2kit.training import checkpoints as ckpt
 from helpers import random_model
 
@@ -120,8 +120,6 @@ def test_resuming_from_an_older_checkpoint_replaces_the_later_ones(kjv_file, tmp
     finetune(config(kjv_file, out, max_steps=4, val_fraction=0.0, save_every=1, keep_last=4))
     first = {p.name: ckpt.load_state(p)["optimizer"]["state"][0]["exp_avg"] for p in ckpt.list_checkpoints(out)}
     older = ckpt.checkpoint_dir(out) / "step-0000002"
-    from gpt2kit.training.trainer import Trainer
-
     trainer = Trainer(config(kjv_file, out, max_steps=3, val_fraction=0.0, save_every=1, keep_last=4,
                              resume=str(older)))
     assert len(ckpt.list_checkpoints(out)) == 4  # nothing is removed before the resumed run saves
@@ -172,17 +170,14 @@ def test_bf16_losses_follow_fp32(kjv_file, tmp_path):
 def test_dropout_zero_trains_on_the_loss_of_the_deterministic_model(kjv_file, tmp_path):
     """With --dropout 0 the first step's loss is the eval-mode loss of the initial model on
     the first batch; with the preset's 0.1 it is not."""
-    from gpt2kit.training import lm_loss
-    from gpt2kit.training.trainer import Trainer
-
     for dropout, same in ((0.0, True), (None, False)):
         trainer = Trainer(config(kjv_file, tmp_path / f"d{dropout}", max_steps=1, val_fraction=0.0, dropout=dropout))
         start = trainer.sampler.state_dict()
-        x, y = trainer.sampler.next_batch()
+        batch = trainer.sampler.next_batch()
         trainer.sampler.load_state_dict(start)  # training draws the same batch
         with torch.no_grad():
-            expected = lm_loss(trainer.model.eval(), x, y).item()
-        trainer.model.train()
+            expected = trainer.objective.eval()(batch).item()
+        trainer.objective.train()
         trainer.run()
         assert (losses(tmp_path / f"d{dropout}")[0] == pytest.approx(expected, abs=1e-5)) == same
 
@@ -233,8 +228,6 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(kjv_file, tmp_p
     from gpt2kit import devices
 
     monkeypatch.setattr(devices, "_fast_on_cpu", lambda dtype: False)
-    from gpt2kit.training.trainer import Trainer
-
     Trainer(config(kjv_file, tmp_path / "run", max_steps=1, precision="bf16"))
     assert "use --precision fp32 on this machine" in capsys.readouterr().err
 

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 from gpt2kit.config import ALIASES, PRESETS
-from gpt2kit.training import TrainConfig
+from gpt2kit.training import TrainConfig, Trainer, TrainingInterrupted
 from gpt2kit.training.config import PRECISIONS, SCHEDULES
-from gpt2kit.training.trainer import Trainer, TrainingInterrupted
 
 
 def epochs(text: str) -> list[int]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gpt2kit.data.batch import Batch
 from gpt2kit.data.sources import data_files, iter_documents
 from gpt2kit.data.tokens import VERSION, is_token_file, open_tokens, read_header, write_tokens
 from gpt2kit.errors import DataError
@@ -115,11 +116,13 @@ class WindowSampler:
         self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
         self.generator = torch.Generator().manual_seed(seed)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.tokens) // (self.seq_len * self.batch_size)
+
+    def next_batch(self) -> Batch:
         starts = torch.randint(0, len(self.tokens) - self.seq_len, (self.batch_size,), generator=self.generator)
-        rows = np.stack([self.tokens[s:s + self.seq_len + 1] for s in starts.tolist()]).astype(np.int64)
-        batch = torch.from_numpy(rows)
-        return batch[:, :-1], batch[:, 1:]
+        return _windows(self.tokens, starts.tolist(), self.seq_len)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -127,12 +130,17 @@ class WindowSampler:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
+    def __repr__(self) -> str:
+        return f"WindowSampler({len(self.tokens):,} tokens, {self.batch_size} windows of {self.seq_len})"
 
-def eval_windows(tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+
+def eval_windows(tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int) -> Iterator[Batch]:
     """Consecutive, non-overlapping windows from the start: the same batches at every evaluation."""
     n = min((len(tokens) - 1) // seq_len, max_batches * batch_size)
     for first in range(0, n, batch_size):
-        rows = [tokens[i * seq_len:i * seq_len + seq_len + 1] for i in range(first, min(first + batch_size, n))]
-        batch = torch.from_numpy(np.stack(rows).astype(np.int64))
-        yield batch[:, :-1], batch[:, 1:]
+        yield _windows(tokens, [i * seq_len for i in range(first, min(first + batch_size, n))], seq_len)
+
+
+def _windows(tokens: np.ndarray, starts: list[int], seq_len: int) -> Batch:
+    rows = torch.from_numpy(np.stack([tokens[s:s + seq_len + 1] for s in starts]).astype(np.int64))
+    return Batch(rows[:, :-1], rows[:, 1:])  # every target counts: windows hold no padding

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from gpt2kit.errors import DataError
 
-TABLE_SUFFIXES = (".jsonl", ".csv")
-
 
 def data_files(path: str | os.PathLike) -> list[Path]:
     """The files a path names: itself, or every non-hidden file below a folder, sorted, each

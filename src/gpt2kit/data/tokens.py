@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt2kit.atomic import fsync_path
 from gpt2kit.errors import DataError
 
 MAGIC = b"GPT2KTOK"
@@ -23,7 +24,9 @@ HEADER_SIZE = 64
 
 
 def write_tokens(path: str | os.PathLike, chunks: Iterable[np.ndarray], fingerprint: bytes = b"") -> int:
-    """Write token ids (each chunk an int array < 65536) atomically; returns the count."""
+    """Write token ids (each chunk an int array < 65536) atomically; returns the count.
+
+    As gpt2kit.atomic.atomic_write does, but streamed: the ids of a large corpus are never held at once."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +42,9 @@ def write_tokens(path: str | os.PathLike, chunks: Iterable[np.ndarray], fingerpr
                 count += arr.size
             f.seek(0)
             f.write(HEADER.pack(MAGIC, VERSION, 2, count, fingerprint.ljust(32, b"\0")[:32]).ljust(HEADER_SIZE, b"\0"))
-            f.flush()
-            os.fsync(f.fileno())
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     except OSError as err:
         if err.filename not in (None, str(tmp), str(path)):
             raise  # reading a source file: its own name says which

@@ -59,3 +59,24 @@ def merge_lora(model: nn.Module) -> None:
 
 def has_lora(model: nn.Module) -> bool:
     return any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapters' weights alone (on the CPU): all a LoRA checkpoint needs besides the base model."""
+    return {n: p.detach().cpu() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def merged_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights as a plain GPT2 state dict with the adapters folded in, leaving the
+    model and its adapters as they are (training goes on after a checkpoint)."""
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            delta = (module.lora_b @ module.lora_a) * module.scale
+            state[f"{name}.weight"] = (module.base.weight + delta).detach()
+            state[f"{name}.bias"] = module.base.bias.detach()
+    for name, tensor in model.state_dict().items():
+        plain = name.replace(".base.", ".")
+        if "lora_" not in name and plain not in state:
+            state[plain] = tensor
+    return state
