@@ -37,3 +37,35 @@ def test_frozen_head_and_bf16_autocast():
     assert h.grad is not None and w.grad is None
     with torch.no_grad():
         assert abs(fused.linear_cross_entropy(h, w, y).item() - ref.item()) < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [5, 2048])
+def test_ignored_targets_match_pytorchs_ignore_index(monkeypatch, chunk):
+    monkeypatch.setattr(fused, "CHUNK", chunk)
+    gen = torch.Generator().manual_seed(2)
+    h = torch.randn(2, 24, 16, generator=gen, requires_grad=True)
+    w = torch.randn(300, 16, generator=gen, requires_grad=True)
+    y = torch.randint(0, 300, (2, 24), generator=gen)
+    y[0, :7] = -100  # a prompt
+    y[1, 15:] = -100  # padding: some chunks hold no counted target at all
+    y[:, 10] = -100
+    ref = F.cross_entropy((h @ w.t()).reshape(-1, 300), y.reshape(-1), ignore_index=-100)
+    ref_h, ref_w = torch.autograd.grad(ref, (h, w))
+    ours = fused.linear_cross_entropy(h, w, y)
+    got_h, got_w = torch.autograd.grad(ours, (h, w))
+    assert abs(ours.item() - ref.item()) < 1e-5
+    assert torch.allclose(got_h, ref_h, atol=1e-6) and torch.allclose(got_w, ref_w, atol=1e-6)
+    assert not got_h[0, :7].any() and not got_h[1, 15:].any()  # ignored positions get no gradient
+    total, count = fused.linear_cross_entropy_sum(h, w, y)
+    assert count.item() == int((y != -100).sum())
+    assert abs(total.item() - ref.item() * count.item()) < 1e-3
+
+
+def test_a_batch_with_no_counted_token_gives_zero_not_nan():
+    h = torch.randn(3, 8, requires_grad=True)
+    w = torch.randn(50, 8, requires_grad=True)
+    y = torch.full((3,), -100)
+    loss = fused.linear_cross_entropy(h, w, y)
+    loss.backward()
+    assert loss.item() == 0.0 and fused.linear_cross_entropy_sum(h, w, y)[1].item() == 0
+    assert torch.equal(h.grad, torch.zeros_like(h)) and torch.equal(w.grad, torch.zeros_like(w))
