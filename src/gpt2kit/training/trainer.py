@@ -41,7 +41,7 @@ from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training.config import TrainConfig
 from gpt2kit.training.lora import adapter_state, add_lora, has_lora
-from gpt2kit.training.objectives import LanguageModeling, lm_loss  # noqa: F401 - lm_loss: imported from here
+from gpt2kit.training.objectives import LanguageModeling, lm_loss  # noqa: F401 - older callers import lm_loss here
 from gpt2kit.training.reproducibility import differences, fingerprint, reproducible_math
 from gpt2kit.training.run_folder import RunFolder
 from gpt2kit.training.schedule import lr_at, make_optimizer
