@@ -5,7 +5,13 @@ from gpt2kit.config import GPT2Config
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.evaluation import score
 from gpt2kit.generation import (
-    Completion, GenerationSettings, StreamEvent, complete, generate, stream, stream_batch,
+    Completion,
+    GenerationSettings,
+    StreamEvent,
+    complete,
+    generate,
+    stream,
+    stream_batch,
 )
 from gpt2kit.model import GPT2, KVCache
 from gpt2kit.tokenizer import Tokenizer

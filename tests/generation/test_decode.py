@@ -71,6 +71,8 @@ def test_window_slides_to_the_last_three_quarters():
         (dict(num_samples=0), "num-samples"),
         (dict(beams=3), "unknown generation setting"),
         (dict(temperature=float("nan")), "finite"),
+        (dict(logprobs=21), "logprobs must be at most 20"),
+        (dict(logprobs=-1), "logprobs must be an integer >= 0"),
     ],
 )
 def test_invalid_settings(tiny_model, kwargs, message):

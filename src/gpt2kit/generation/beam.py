@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
+from gpt2kit.backends.decoder import Decoder
 from gpt2kit.generation import logits as logits_steps
 from gpt2kit.generation.batch import Batch
 from gpt2kit.generation.settings import GenerationSettings
-from gpt2kit.backends.decoder import Decoder
 
 NEG = -1.0e9  # "impossible" score, finite so that sums and comparisons stay well defined
 

@@ -84,17 +84,19 @@ def stream(model: Decoder, tokenizer: Tokenizer, prompt: str, **settings: Any) -
     config = settings_from(settings)
     if config.num_beams > 1 or config.num_samples > 1:
         raise GenerationError("streaming produces one sample: use num_samples=1 and num_beams=1")
-    return stream_batch(model, tokenizer, [prompt], **settings)
+    _, ids, config = prepare(model, tokenizer, [prompt], config)
+    return _events(model, tokenizer, ids, config)
 
 
 def stream_batch(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str],
                  **settings: Any) -> Iterator[StreamEvent]:
     """Events of every completion of every prompt (num_samples each), step by step: each step's
     events for all rows of a batch, in row order. Checked before the first event, as `stream`."""
-    _, ids, config = prepare(model, tokenizer, prompts, settings)
+    config = settings_from(settings)
     if config.num_beams > 1:
         raise GenerationError("beam search chooses its results only at the end, so it cannot stream: "
                               "use complete() or num_beams=1")
+    _, ids, config = prepare(model, tokenizer, prompts, config)
     return _events(model, tokenizer, ids, config)
 
 

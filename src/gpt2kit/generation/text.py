@@ -35,11 +35,10 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str, bos: int | None = None) -> 
     return [tokenizer.eot_id if bos is None else bos]
 
 
-def prepare(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str], settings: dict[str, Any]
+def prepare(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str], config: GenerationSettings
             ) -> tuple[list[str], list[list[int]], GenerationSettings]:
     """Prompt texts, their ids and the settings bound to the model's special ids, all checked
     before any work is done."""
-    config = settings_from(settings)
     texts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not texts:
         raise GenerationError("no prompts given")
@@ -60,7 +59,7 @@ def completion_text(tokenizer: Tokenizer, ids: list[int], reason: str, settings:
 def complete(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str],
              **settings: Any) -> list[Completion]:
     """Completions of each prompt (num_samples, or num_return_sequences with beams, each), prompt-major."""
-    texts, ids, config = prepare(model, tokenizer, prompts, settings)
+    texts, ids, config = prepare(model, tokenizer, prompts, settings_from(settings))
     generations = generate_all(model, ids, config, tokenizer.token_bytes)
     if config.num_beams > 1:
         _score_beams(model, ids, generations, config)
@@ -79,8 +78,7 @@ def _score_beams(model: Decoder, prompts: list[list[int]], generations: list[Gen
     from gpt2kit.evaluation.scoring import score
 
     sequences = [prompts[g.prompt_index] + g.token_ids for g in generations]
-    scored = score(model, sequences, top_logprobs=settings.logprobs or 0,
-                   batch_size=settings.batch_size or len(sequences))
+    scored = score(model, sequences, top_logprobs=settings.logprobs or 0)
     for g, s in zip(generations, scored, strict=True):
         start = len(prompts[g.prompt_index])  # >= 1, so no generated token is the unscored first one
         g.logprobs = s.logprobs[start:]
