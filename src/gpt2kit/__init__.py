@@ -1,13 +1,23 @@
 """gpt2kit: a complete GPT-2 toolkit on PyTorch."""
 
+from gpt2kit.backends import Decoder
 from gpt2kit.config import GPT2Config
 from gpt2kit.errors import GPT2KitError
-from gpt2kit.generation import Completion, GenerationSettings, complete, generate, stream
+from gpt2kit.evaluation import score
+from gpt2kit.generation import (
+    Completion,
+    GenerationSettings,
+    StreamEvent,
+    complete,
+    generate,
+    stream,
+    stream_batch,
+)
 from gpt2kit.model import GPT2, KVCache
 from gpt2kit.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 __all__ = [
-    "GPT2", "GPT2Config", "GPT2KitError", "Completion", "GenerationSettings", "KVCache", "Tokenizer", "complete",
-    "generate", "stream",
+    "GPT2", "GPT2Config", "GPT2KitError", "Completion", "Decoder", "GenerationSettings", "KVCache", "StreamEvent",
+    "Tokenizer", "complete", "generate", "score", "stream", "stream_batch",
 ]

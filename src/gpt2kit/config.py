@@ -202,3 +202,20 @@ def read_json(path: Path) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: malformed JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+
+
+def read_generation_config(folder: str | Path) -> dict[str, Any]:
+    """The keys of a model folder's `generation_config.json` ({} when it has none), its special
+    ids checked here so that a bad file is named when the model loads, not when it generates."""
+    path = Path(folder) / "generation_config.json"
+    if not path.is_file():
+        return {}
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = data.get(name)
+        values = value if isinstance(value, list) else [value]
+        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"{path}: {name} must be a token id or a list of them, got {value!r}")
+    return data

@@ -74,6 +74,21 @@ def test_prompt_file_to_jsonl(model_dir, tmp_path):
     assert [(r["text"], r["token_ids"]) for r in rows] == [(c.text, c.token_ids) for c in expected]
 
 
+def test_jsonl_with_logprobs(model_dir):
+    result = run_cli("generate", "--model", str(model_dir), "--prompt", "In the beginning", "--max-new-tokens", "5",
+                     "--temperature", "0", "--no-stop", "--logprobs", "2", "--output", "-")
+    assert result.returncode == 0, result.stderr
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    (c,) = complete(GPT2.from_pretrained(model_dir), Tokenizer.from_pretrained(), "In the beginning",
+                    temperature=0, max_new_tokens=5, eos_token_id=None, logprobs=2)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (c.prompt_tokens, 5)
+    assert row["logprobs"] == pytest.approx(c.logprobs, abs=1e-5)  # the CLI decodes with packed weights
+    for top, expected in zip(row["top_logprobs"], c.top_logprobs, strict=True):
+        assert [int(k) for k in top] == list(expected)
+        assert list(top.values()) == pytest.approx(list(expected.values()), abs=1e-5)
+    assert row["settings"]["logprobs"] == 2
+
+
 def test_stop_string_is_cut(model_dir):
     args = ("generate", "--model", str(model_dir), "--prompt", "Hi", "--max-new-tokens", "20", "--seed", "9",
             "--no-stop")
@@ -144,6 +159,8 @@ def test_unconditional_bf16_and_long_output(model_dir):
         (("--prompt", "a", "--bad-token-ids", "60000"), ("bad-token-ids", "outside the vocabulary")),
         (("--interactive", "--num-samples", "2"), ("--interactive", "--num-samples")),
         (("--interactive", "--prompt", "x"), ("--interactive", "--prompt")),
+        (("--prompt", "a", "--logprobs", "2"), ("--logprobs", "--output")),
+        (("--prompt", "a", "--logprobs", "21", "--output", "-"), ("logprobs must be at most 20",)),
     ],
 )
 def test_refuses_bad_settings(model_dir, args, fragments):

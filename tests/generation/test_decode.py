@@ -71,6 +71,8 @@ def test_window_slides_to_the_last_three_quarters():
         (dict(num_samples=0), "num-samples"),
         (dict(beams=3), "unknown generation setting"),
         (dict(temperature=float("nan")), "finite"),
+        (dict(logprobs=21), "logprobs must be at most 20"),
+        (dict(logprobs=-1), "logprobs must be an integer >= 0"),
     ],
 )
 def test_invalid_settings(tiny_model, kwargs, message):
@@ -282,7 +284,7 @@ def test_stop_strings_before_min_new_tokens_are_passed_over(tiny_model):
     assert late.text == "A.B" and late.token_ids == forced[:4] and late.finish_reason == "stop_string"
     from gpt2kit import stream
 
-    assert "".join(stream(tiny_model, tok, "x", min_new_tokens=3, **kwargs)) == "A.B"
+    assert "".join(e.text for e in stream(tiny_model, tok, "x", min_new_tokens=3, **kwargs)) == "A.B"
 
 
 def test_do_sample_false_is_greedy(tiny_model):

@@ -85,9 +85,10 @@ def chat_loop(model: GPT2, tokenizer: Tokenizer, settings: GenerationSettings, o
             settings = result
             continue
         try:
-            for piece in stream(model, tokenizer, line, **vars(settings)):
-                out.write(piece)
-                out.flush()
+            for event in stream(model, tokenizer, line, **vars(settings)):
+                if event.text:
+                    out.write(event.text)
+                    out.flush()
             out.write("\n")
         except KeyboardInterrupt:
             out.write("\n[interrupted]\n")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from gpt2kit.cli.generation_options import add_generation_options, settings_from
 from gpt2kit.devices import slow_dtype_warning
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings, complete, stream
+from gpt2kit.generation.records import completion_records, write_jsonl
 from gpt2kit.generation.special_ids import special_ids
 from gpt2kit.model import GPT2
 from gpt2kit.tokenizer import Tokenizer
@@ -108,17 +107,18 @@ def run(args: argparse.Namespace) -> int:
     streaming = (len(prompts) == 1 and settings.num_samples == 1 and settings.num_beams == 1
                  and args.output is None)
     if streaming:
-        pieces = stream(model, tokenizer, prompts[0], **vars(settings))  # checks the prompt and settings
+        events = stream(model, tokenizer, prompts[0], **vars(settings))  # checks the prompt and settings
         sys.stdout.write(prompts[0])
         sys.stdout.flush()
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        for event in events:
+            if event.text:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
     completions = complete(model, tokenizer, prompts, **vars(settings))
     if args.output is not None:
-        write_jsonl(args.output, completions, settings)
+        write_jsonl(args.output, completion_records(completions, settings))
         if str(args.output) != "-":
             noun = {"greedy": "greedy completion"}.get(kind(settings), kind(settings))
             print(f"wrote {plural(len(completions), noun)} to {args.output}", file=sys.stderr)
@@ -141,23 +141,6 @@ def kind(settings: GenerationSettings) -> str:
 
 def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def write_jsonl(path: Path, completions, settings: GenerationSettings) -> None:
-    """One JSON object per sample, to stdout for "-"; a file is written under a temporary name
-    and renamed, so it is never half-written."""
-    recorded = settings.to_dict()
-    lines = [json.dumps({"prompt": c.prompt, "text": c.text, "token_ids": c.token_ids,
-                         "finish_reason": c.finish_reason, "settings": recorded}, ensure_ascii=False) + "\n"
-             for c in completions]
-    if str(path) == "-":
-        sys.stdout.writelines(lines)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(lines)
-    os.replace(tmp, path)
 
 
 def note_model(model: GPT2, name: str | None) -> None:

@@ -8,7 +8,8 @@ import re
 from gpt2kit.cli.args import non_negative_int, positive_int
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings
-from gpt2kit.generation.settings import FROM_MODEL
+from gpt2kit.generation.logprobs import MAX_TOP
+from gpt2kit.generation.settings import FROM_MODEL, SAMPLERS
 
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.?)", re.DOTALL)
@@ -83,7 +84,7 @@ def add_generation_options(p: argparse.ArgumentParser, *, many: bool = True) -> 
                    help="locally typical sampling mass, in (0, 1]; 1 disables")
     s.add_argument("--min-p", type=float, default=0.0, metavar="P",
                    help="drop tokens less likely than P x the most likely one, in [0, 1); 0 disables")
-    s.add_argument("--sampler", choices=("multinomial", "gumbel"), default="multinomial",
+    s.add_argument("--sampler", choices=SAMPLERS, default="multinomial",
                    help="how to draw from the distribution: multinomial, or gumbel (Gumbel-max trick)")
     s.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
                    help="divide the logits of tokens already present by R (CTRL's penalty); 1 disables")
@@ -95,6 +96,11 @@ def add_generation_options(p: argparse.ArgumentParser, *, many: bool = True) -> 
                    help="never repeat an n-gram of N tokens; 0 disables")
     s.add_argument("--bad-token-ids", type=id_list, default=[], metavar="IDS",
                    help="comma-separated token ids never to generate")
+
+    o = p.add_argument_group("reporting")
+    o.add_argument("--logprobs", type=non_negative_int, default=None, metavar="N",
+                   help="write each token's log-probability under the model, and its N likeliest alternatives "
+                        f"(0..{MAX_TOP}), into the JSONL records of --output")
 
     r = p.add_argument_group("samples and randomness")
     r.add_argument("--seed", type=int, default=None, metavar="S", help="random seed, for reproducible samples")
@@ -124,6 +130,9 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     many = dict(num_beams=1, length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=None,
                 num_samples=1, batch_size=None)
     many = {name: getattr(args, name, default) for name, default in many.items()}  # absent in chat
+    if args.logprobs is not None and getattr(args, "output", None) is None:
+        raise GenerationError("--logprobs goes into JSONL records, which streamed or printed text has no room "
+                              "for: use gpt2kit generate with --output FILE (or --output - for stdout)")
     if many["num_samples"] < 1:
         raise GenerationError(f"num-samples must be an integer >= 1, got {many['num_samples']}")
     return GenerationSettings(
@@ -133,5 +142,5 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
         frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, bad_token_ids=args.bad_token_ids,
         eos_token_id=None if args.no_stop else FROM_MODEL, stop_token_ids=args.stop_token_ids,
-        stop=[unescape(s) for s in args.stop], seed=args.seed, **many,
+        stop=[unescape(s) for s in args.stop], seed=args.seed, logprobs=args.logprobs, **many,
     )

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from gpt2kit.model.gpt2 import GPT2
+from gpt2kit.backends.decoder import Decoder
 
 
 class Batch:
-    def __init__(self, model: GPT2, rows: list[list[int]], new_tokens: int, pad_token_id: int) -> None:
+    def __init__(self, model: Decoder, rows: list[list[int]], new_tokens: int, pad_token_id: int) -> None:
         self.model = model
         self.width = max(len(r) for r in rows)  # padded prompt length
         self.length = self.width  # columns filled so far

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
+from gpt2kit.backends.decoder import Decoder
 from gpt2kit.generation import logits as logits_steps
 from gpt2kit.generation.batch import Batch
 from gpt2kit.generation.settings import GenerationSettings
-from gpt2kit.model.gpt2 import GPT2
 
 NEG = -1.0e9  # "impossible" score, finite so that sums and comparisons stay well defined
 
@@ -28,7 +28,7 @@ def _pick(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t.gather(1, index.expand(*index.shape[:2], *t.shape[2:]))
 
 
-def beam_search(model: GPT2, prompts: list[list[int]], settings: GenerationSettings,
+def beam_search(model: Decoder, prompts: list[list[int]], settings: GenerationSettings,
                 generator: torch.Generator | None) -> list[list[tuple[list[int], str]]]:
     """For each prompt, the best `num_return_sequences` (ids, finish_reason), best first."""
     N, K = len(prompts), settings.num_beams

@@ -1,7 +1,8 @@
 """Decoding: prompts -> generated token ids.
 
-`Sampler` is the loop for greedy decoding and sampling: a generator that yields each
-step's token per row as it is produced, which is what streaming and servers consume.
+`DecodeLoop` is the loop for greedy decoding and sampling: a generator that yields each
+step's token per row (with its log-probability) as it is produced, which is what streaming
+and servers consume.
 `generate_all` splits the work into batches of `batch_size` rows and hands beam search
 to `beam.py`. Rows are prompt-major: prompt i, sample j is row i * num_samples + j.
 """
@@ -14,14 +15,15 @@ from typing import Any
 
 import torch
 
+from gpt2kit.backends.decoder import Decoder
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import logits as logits_steps
 from gpt2kit.generation.batch import Batch
+from gpt2kit.generation.logprobs import as_dicts, token_logprobs
 from gpt2kit.generation.sampling import CHOOSERS, greedy
 from gpt2kit.generation.settings import GenerationSettings, settings_from
 from gpt2kit.generation.special_ids import special_ids
 from gpt2kit.generation.stopping import StopCriteria
-from gpt2kit.model.gpt2 import GPT2
 
 Prompts = Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
 
@@ -31,6 +33,8 @@ class Generation:
     prompt_index: int
     token_ids: list[int]
     finish_reason: str  # "stop_token", "stop_string" or "length"
+    logprobs: list[float] | None = None  # one per token id; None from beam search
+    top_logprobs: list[dict[int, float]] | None = None  # per token, when settings.logprobs > 0
 
 
 def as_prompts(input_ids: Prompts) -> list[list[int]]:
@@ -45,7 +49,7 @@ def as_prompts(input_ids: Prompts) -> list[list[int]]:
     return [[int(t) for t in items]]
 
 
-def check_prompts(prompts: list[list[int]], model: GPT2, settings: GenerationSettings) -> None:
+def check_prompts(prompts: list[list[int]], model: Decoder, settings: GenerationSettings) -> None:
     vocab, ctx = model.config.vocab_size, model.config.n_positions
     if not prompts:
         raise GenerationError("no prompts given")
@@ -85,11 +89,18 @@ def make_generator(settings: GenerationSettings, device: torch.device) -> torch.
     return generator
 
 
-class Sampler:
-    """Greedy decoding or sampling for a batch of rows. Iterating yields, per step, each
-    row's new token (None for rows that have stopped); `reasons` says why each stopped."""
+@dataclass
+class Token:
+    id: int
+    logprob: float  # log-softmax of the model's raw logits (see logprobs.py)
+    top_logprobs: dict[int, float] | None  # the settings.logprobs most likely ids, when asked for
 
-    def __init__(self, model: GPT2, rows: list[list[int]], settings: GenerationSettings,
+
+class DecodeLoop:
+    """Greedy decoding or sampling for a batch of rows. Iterating yields, per step, each
+    row's new Token (None for rows that have stopped); `reasons` says why each stopped."""
+
+    def __init__(self, model: Decoder, rows: list[list[int]], settings: GenerationSettings,
                  generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None) -> None:
         self.model, self.rows, self.settings = model, rows, settings
         self.budgets = [settings.new_tokens_for(len(r)) for r in rows]
@@ -97,7 +108,7 @@ class Sampler:
         self.stops = StopCriteria(settings, self.budgets, token_bytes)
         self.reasons: list[str | None] = [None] * len(rows)
 
-    def __iter__(self) -> Iterator[list[int | None]]:
+    def __iter__(self) -> Iterator[list[Token | None]]:
         settings, rows = self.settings, self.rows
         n_new = max(self.budgets)
         if n_new == 0:
@@ -112,12 +123,14 @@ class Sampler:
             scores = logits_steps.apply(steps, batch.ids() if steps else None, logits)
             nxt = greedy(scores) if settings.greedy else choose(scores, self.generator)
             nxt = nxt.masked_fill(done, settings.pad_token_id)
-            out: list[int | None] = []
-            for row, token in enumerate(nxt.tolist()):
+            chosen, top_values, top_ids = token_logprobs(logits, nxt, settings.logprobs or 0)
+            tops = as_dicts(top_values, top_ids) if top_values is not None else [None] * len(rows)
+            out: list[Token | None] = []
+            for row, (token, logprob) in enumerate(zip(nxt.tolist(), chosen.tolist(), strict=True)):
                 if self.reasons[row] is not None:
                     out.append(None)
                     continue
-                out.append(token)
+                out.append(Token(token, logprob, tops[row]))
                 self.reasons[row] = self.stops.check(row, token, generated)
             yield out
             if all(r is not None for r in self.reasons):
@@ -126,9 +139,22 @@ class Sampler:
             logits = batch.append(nxt)
 
 
-def generate_all(model: GPT2, prompts: list[list[int]], settings: GenerationSettings,
+def decode_loops(model: Decoder, prompts: list[list[int]], settings: GenerationSettings,
+                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None
+                 ) -> Iterator[tuple[int, DecodeLoop]]:
+    """The rows (prompt i, sample j at row i * num_samples + j) in loops of `batch_size` rows,
+    each with the number of its first row. Loops are made as they are reached, so that they
+    draw from `generator` in row order."""
+    rows = [p for p in prompts for _ in range(settings.num_samples)]
+    per_batch = settings.batch_size or len(rows)
+    for start in range(0, len(rows), per_batch):
+        yield start, DecodeLoop(model, rows[start:start + per_batch], settings, generator, token_bytes)
+
+
+def generate_all(model: Decoder, prompts: list[list[int]], settings: GenerationSettings,
                  token_bytes: Callable[[int], bytes] | None = None) -> list[Generation]:
-    """Every generation for every prompt, prompt-major."""
+    """Every generation for every prompt, prompt-major. Beam results carry no log-probabilities
+    (the search ranks by processed scores): `complete` scores them."""
     from gpt2kit.generation.beam import beam_search
 
     settings = settings.for_model(special_ids(model))
@@ -142,22 +168,20 @@ def generate_all(model: GPT2, prompts: list[list[int]], settings: GenerationSett
             for i, beams in enumerate(beam_search(model, chunk, settings, generator)):
                 results += [Generation(start + i, ids, reason) for ids, reason in beams]
         return results
-    rows = [(i, p) for i, p in enumerate(prompts) for _ in range(settings.num_samples)]
-    per_batch = settings.batch_size or len(rows)
-    for start in range(0, len(rows), per_batch):
-        chunk = rows[start:start + per_batch]
-        sampler = Sampler(model, [p for _, p in chunk], settings, generator, token_bytes)
-        ids: list[list[int]] = [[] for _ in chunk]
-        for step in sampler:
+    for start, loop in decode_loops(model, prompts, settings, generator, token_bytes):
+        tokens: list[list[Token]] = [[] for _ in loop.rows]
+        for step in loop:
             for row, token in enumerate(step):
                 if token is not None:
-                    ids[row].append(token)
-        results += [Generation(i, row_ids, reason or "length")
-                    for (i, _), row_ids, reason in zip(chunk, ids, sampler.reasons, strict=True)]
+                    tokens[row].append(token)
+        for row, (row_tokens, reason) in enumerate(zip(tokens, loop.reasons, strict=True)):
+            top = [t.top_logprobs for t in row_tokens] if settings.logprobs else None
+            results.append(Generation((start + row) // settings.num_samples, [t.id for t in row_tokens],
+                                      reason or "length", [t.logprob for t in row_tokens], top))
     return results
 
 
-def generate(model: GPT2, input_ids: Prompts, *, tokenizer: Any = None, **settings: Any) -> list[list[int]]:
+def generate(model: Decoder, input_ids: Prompts, *, tokenizer: Any = None, **settings: Any) -> list[list[int]]:
     """Generated token ids (prompt excluded) for each sample of each prompt, prompt-major.
 
     `input_ids`: one prompt (list of ids, or a 1-D tensor) or several (list of lists, or a

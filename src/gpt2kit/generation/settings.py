@@ -9,11 +9,13 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from gpt2kit.errors import GenerationError
+from gpt2kit.generation.logprobs import MAX_TOP
+from gpt2kit.generation.sampling import CHOOSERS
 
 if TYPE_CHECKING:
     from gpt2kit.generation.special_ids import SpecialIds
 
-SAMPLERS = ("multinomial", "gumbel")
+SAMPLERS = tuple(CHOOSERS)
 FROM_MODEL = "model"  # eos_token_id default: the model's own (generation_config.json, else config.json)
 # options that shape the sampling distribution, with the value that turns each off
 SAMPLING_ONLY = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "typical_p": 1.0, "min_p": 0.0,
@@ -55,6 +57,10 @@ class GenerationSettings:
     batch_size: int | None = None  # rows per forward pass; None: all at once
     seed: int | None = None
     pad_token_id: int | None = None  # None: the model's pad id, else its eos id, else 0 (padding is masked)
+    # ---- what is reported ------------------------------------------------------------------------
+    # None: token log-probabilities are still computed (they are cheap) but not asked for in records;
+    # N: records carry them, with the N most likely alternatives of each token (0..20)
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         def integer(name: str, minimum: int, allow_none: bool = False) -> None:
@@ -74,6 +80,9 @@ class GenerationSettings:
         integer("num_samples", 1)
         integer("batch_size", 1, allow_none=True)
         integer("pad_token_id", 0, allow_none=True)
+        integer("logprobs", 0, allow_none=True)
+        if self.logprobs is not None and self.logprobs > MAX_TOP:
+            raise GenerationError(f"logprobs must be at most {MAX_TOP} (alternatives per token), got {self.logprobs}")
         if self.eos_token_id != FROM_MODEL:
             integer("eos_token_id", 0, allow_none=True)
         if self.do_sample not in (None, True, False):

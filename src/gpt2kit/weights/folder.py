@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from gpt2kit.atomic import fsync_path, fsync_tree
-from gpt2kit.config import GPT2Config, read_json
+from gpt2kit.config import GPT2Config, read_generation_config, read_json
 from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.weights.files import KINDS, file_kind
@@ -127,6 +127,7 @@ def load_model(
     raw = read_json(model_folder(path) / "config.json") if fmt == "hf" else {}
     model.metadata = raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {}
     model.source = str(path)
+    model.generation_config = read_generation_config(path) if path.is_dir() else {}
     model.source_format = fmt
     return model.to(device) if device is not None else model
 
