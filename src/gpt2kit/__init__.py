@@ -1,5 +1,6 @@
 """gpt2kit: a complete GPT-2 toolkit on PyTorch."""
 
+from gpt2kit.backends import LoadedModel, load
 from gpt2kit.config import GPT2Config
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.generation import Completion, GenerationSettings, complete, generate, stream
@@ -10,4 +11,5 @@ __version__ = "0.1.0"
 __all__ = [
     "GPT2", "GPT2Config", "GPT2KitError", "Completion", "GenerationSettings", "KVCache", "Tokenizer", "complete",
     "generate", "stream",
+    "LoadedModel", "load",
 ]

@@ -152,8 +152,10 @@ class Trainer:
             self.model = GPT2.from_config(config.from_scratch, seed=config.seed)
             self.tokenizer = Tokenizer.from_pretrained()
         else:
-            self.model = GPT2.from_pretrained(config.model)
-            self.tokenizer = Tokenizer.for_model(self.model.source)
+            from gpt2kit.weights import read_model
+
+            self.model, source = read_model(config.model)
+            self.tokenizer = Tokenizer.for_model(source.path)
         ctx = self.model.config.n_positions
         self.seq_len = config.seq_len or ctx
         if self.seq_len > ctx:

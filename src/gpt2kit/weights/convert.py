@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
-from gpt2kit.config import read_json
 from gpt2kit.errors import WeightsError
-from gpt2kit.weights.folder import METADATA_KEY, model_folder, model_from_state, read_checkpoint, save_model
+from gpt2kit.weights.folder import model_from_state, read_checkpoint, read_metadata, save_model
 from gpt2kit.weights.resolve import resolve_model_path
 
 WRITABLE = ("hf", "openai")
@@ -40,6 +39,5 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
 
     metadata = None
     if dst_format == "hf":  # keep the source's own notes (where it came from, how it was made)
-        notes = read_json(model_folder(path) / "config.json").get(METADATA_KEY, {}) if fmt == "hf" else {}
-        metadata = {**(notes if isinstance(notes, dict) else {}), "converted_from": f"{fmt}: {path}"}
+        metadata = {**read_metadata(path, fmt), "converted_from": f"{fmt}: {path}"}
     return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format, metadata=metadata)
