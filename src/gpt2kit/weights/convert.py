@@ -7,24 +7,26 @@ from pathlib import Path
 import torch
 
 from gpt2kit.errors import WeightsError
-from gpt2kit.weights.folder import model_from_state, read_checkpoint, read_metadata, save_model
+from gpt2kit.weights.folder import (
+    check_writable,
+    detect_format,
+    model_from_state,
+    read_checkpoint,
+    read_metadata,
+    save_model,
+)
 from gpt2kit.weights.resolve import resolve_model_path
-
-WRITABLE = ("hf", "openai")
 
 
 def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_format: str = "hf",
             dtype: torch.dtype | None = None, overwrite: bool = False) -> Path:
     """Read `src` (format detected unless given), write a complete folder in `dst_format`
     (weights, config and tokenizer files). dtype None keeps the stored dtype."""
-    if dst_format not in WRITABLE:
-        raise WeightsError(f"cannot write format {dst_format!r}; writable: {', '.join(WRITABLE)}")
+    check_writable(dst_format)  # before the source is read
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
         raise WeightsError(f"{dst}: already exists and is not empty (pass --overwrite to replace its model files)")
     if dst.is_dir() and any(dst.iterdir()):
-        from gpt2kit.weights.folder import detect_format
-
         try:
             held = detect_format(dst)
         except WeightsError:

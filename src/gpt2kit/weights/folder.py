@@ -30,6 +30,7 @@ from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
 FORMATS = ("hf", "openai", "mindspore")
+WRITABLE = ("hf", "openai")
 KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore"}
 SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore"}
 
@@ -184,6 +185,11 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_writable(fmt: str) -> None:
+    if fmt not in WRITABLE:
+        raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(WRITABLE)}")
+
+
 def save_model(
     model: GPT2,
     path: str | Path,
@@ -213,7 +219,5 @@ def save_model(
 
         write_openai(state, model.config, tmp, tokenizer)
 
-    writers = {"hf": write_hf, "openai": write_openai_folder}
-    if fmt not in writers:
-        raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(writers)}")
-    return atomic_folder(Path(path), writers[fmt])
+    check_writable(fmt)
+    return atomic_folder(Path(path), {"hf": write_hf, "openai": write_openai_folder}[fmt])
