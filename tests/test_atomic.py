@@ -75,3 +75,20 @@ def test_model_folders_are_synced_before_they_take_their_name(tmp_path, journal,
     # the rename is made durable: the folder holding the new names is synced after the last rename
     holder = str(target if exists else tmp_path)
     assert ("fsync", holder) in journal[max(renames):]
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_move_into_place_syncs_the_data_then_the_rename(tmp_path, journal, kind):
+    tmp, dest = tmp_path / ".model.part", tmp_path / "model"
+    if kind == "file":
+        tmp.write_bytes(b"weights")
+        synced = str(tmp)
+    else:
+        tmp.mkdir()
+        (tmp / "a.bin").write_bytes(b"weights")
+        dest.mkdir()  # an empty folder is replaced
+        synced = str(tmp / "a.bin")
+    assert atomic.move_into_place(tmp, dest) == dest
+    assert journal.index(("fsync", synced)) < journal.index(("rename", str(dest)))
+    assert journal[-1] == ("fsync", str(tmp_path))
+    assert os.listdir(tmp_path) == ["model"]

@@ -1,6 +1,6 @@
 """gpt2kit: a complete GPT-2 toolkit on PyTorch."""
 
-from gpt2kit.backends import Decoder
+from gpt2kit.backends import Decoder, LoadedModel, load
 from gpt2kit.config import GPT2Config
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.evaluation import score
@@ -18,6 +18,6 @@ from gpt2kit.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 __all__ = [
-    "GPT2", "GPT2Config", "GPT2KitError", "Completion", "Decoder", "GenerationSettings", "KVCache", "StreamEvent",
-    "Tokenizer", "complete", "generate", "score", "stream", "stream_batch",
+    "GPT2", "GPT2Config", "GPT2KitError", "Completion", "Decoder", "GenerationSettings", "KVCache", "LoadedModel",
+    "StreamEvent", "Tokenizer", "complete", "generate", "load", "score", "stream", "stream_batch",
 ]

@@ -31,6 +31,20 @@ def fsync_tree(folder: str | os.PathLike) -> None:
     fsync_path(folder)
 
 
+def move_into_place(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Give a finished temporary file or folder its real name, durably: its data first (every
+    file in it, for a folder), then the rename over `dest` (a file, or an empty folder), then
+    the folder that holds the new name."""
+    dest = Path(dest)
+    if Path(tmp).is_dir():
+        fsync_tree(tmp)
+    else:
+        fsync_path(tmp)
+    os.replace(tmp, dest)
+    fsync_path(dest.parent)
+    return dest
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     """Replace `path` with `data` (str is written as UTF-8) so that a crash leaves either the
     old file or the new one, never a mix."""
@@ -40,15 +54,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's private 0600 would stay on the renamed file
+        return move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_path(path.parent)
-    return path
 
 
 def _umask() -> int:

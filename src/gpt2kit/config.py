@@ -93,16 +93,12 @@ class GPT2Config:
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> GPT2Config:
-        """A preset by name: gpt2, gpt2-medium, gpt2-large, gpt2-xl (or 124M...1558M), tiny, mini, pocket."""
+        """A preset by name: one of PRESETS, or a published size as OpenAI named it (124M...1558M)."""
         key = ALIASES.get(name, name)
         if key not in PRESETS:
             known = ", ".join([*PRESETS, *ALIASES])
             raise ConfigError(f"unknown config preset {name!r}; known presets: {known}")
         return cls(**{**PRESETS[key], **overrides})
-
-    @staticmethod
-    def is_preset(name: str) -> bool:
-        return ALIASES.get(name, name) in PRESETS
 
     # ---- Hugging Face config.json ------------------------------------------------------
 

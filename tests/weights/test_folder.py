@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt2kit import GPT2, Tokenizer
 from gpt2kit.errors import ConfigError, ModelNotFoundError, WeightsError
+from gpt2kit.weights import read_model
 from helpers import hf_random_model, random_model, tiny_config
 
 IDS = torch.randint(0, 50257, (2, 24), generator=torch.Generator().manual_seed(0))
@@ -64,9 +65,9 @@ def test_reads_pytorch_model_bin_base_model_and_shards(tmp_path):
 def test_dtype_and_metadata_survive(tmp_path):
     model = random_model()
     model.save_pretrained(tmp_path / "m", metadata={"origin": "test"})
-    loaded = GPT2.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
+    loaded, info = read_model(tmp_path / "m", dtype=torch.bfloat16)
     assert loaded.dtype == torch.bfloat16
-    assert loaded.metadata == {"origin": "test"}
+    assert info.metadata == {"origin": "test"} and info.format == "hf" and info.path == tmp_path / "m"
     again = GPT2.from_pretrained(tmp_path / "m")
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values(), strict=True))
 

@@ -128,30 +128,16 @@ def test_truncated_index_body(tiny):
         GPT2.from_pretrained(tiny)
 
 
-def test_wrong_footer_magic(tiny):
-    index = tiny / "model.ckpt.index"
-    data = bytearray(index.read_bytes())
-    data[-1] ^= 0xFF
-    index.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="wrong footer magic"):
-        GPT2.from_pretrained(tiny)
-
-
-def test_index_block_crc_mismatch(tiny):
-    index = tiny / "model.ckpt.index"
-    data = bytearray(index.read_bytes())
-    data[20] ^= 0x01  # inside the data block
-    index.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="CRC mismatch"):
-        GPT2.from_pretrained(tiny)
-
-
-def test_data_crc_mismatch(tiny):
-    shard = tiny / "model.ckpt.data-00000-of-00001"
-    data = bytearray(shard.read_bytes())
-    data[-5] ^= 0x40  # inside model/wte, the last tensor
-    shard.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="CRC mismatch for tensor 'model/wte'"):
+@pytest.mark.parametrize("name, offset, bit, message", [
+    ("model.ckpt.index", -1, 0xFF, "wrong footer magic"),
+    ("model.ckpt.index", 20, 0x01, "CRC mismatch"),  # inside the data block
+    ("model.ckpt.data-00000-of-00001", -5, 0x40, "CRC mismatch for tensor 'model/wte'"),  # the last tensor
+])
+def test_a_flipped_bit_is_found(tiny, name, offset, bit, message):
+    data = bytearray((tiny / name).read_bytes())
+    data[offset] ^= bit
+    (tiny / name).write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=message):
         GPT2.from_pretrained(tiny)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
-from gpt2kit.devices import resolve_device  # noqa: F401 - re-exported for the subcommands
+from gpt2kit.backends import LoadedModel, load
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,3 +41,11 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
                         help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
+
+
+def load_model(args: argparse.Namespace) -> LoadedModel:
+    """--model on --device in --dtype, ready to generate; which model it is goes to stderr."""
+    loaded = load(args.model, dtype=DTYPES[args.dtype], device=args.device)
+    for line in loaded.notes(fp32="--dtype fp32"):
+        print(line, file=sys.stderr)
+    return loaded

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from typing import TextIO
 
-from gpt2kit.cli.args import add_device_options, add_model_option
+from gpt2kit.cli.args import add_device_options, add_model_option, load_model
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args, unescape
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.generation import GenerationSettings, stream
@@ -49,11 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpt2kit.cli.generate import load
-
     settings = settings_from_args(args)
-    model, tokenizer = load(args)
-    return chat_loop(model, tokenizer, settings)
+    loaded = load_model(args)
+    return chat_loop(loaded.model, loaded.tokenizer, settings)
 
 
 def chat_loop(model: GPT2, tokenizer: Tokenizer, settings: GenerationSettings, out: TextIO = sys.stdout) -> int:

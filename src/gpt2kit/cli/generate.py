@@ -6,16 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpt2kit.cli.args import DTYPES, add_device_options, add_model_option, resolve_device
+from gpt2kit.cli.args import add_device_options, add_model_option, load_model
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args
-from gpt2kit.devices import slow_dtype_warning
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings, complete, stream
 from gpt2kit.generation.records import completion_records, write_jsonl
 from gpt2kit.generation.special_ids import special_ids
-from gpt2kit.model import GPT2
-from gpt2kit.tokenizer import Tokenizer
-from gpt2kit.weights.resolve import DEFAULT_MODEL
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,17 +61,6 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return [args.prompt or ""]
 
 
-def load(args: argparse.Namespace) -> tuple[GPT2, Tokenizer]:
-    name = args.model or str(DEFAULT_MODEL)
-    device = resolve_device(args.device)
-    if warning := slow_dtype_warning(DTYPES[args.dtype], device, "--dtype fp32"):
-        print(warning, file=sys.stderr)
-    model = GPT2.from_pretrained(name, dtype=DTYPES[args.dtype], device=device)
-    model.pack_weights()  # faster CPU decoding; a no-op elsewhere
-    note_model(model, args.model)
-    return model, Tokenizer.for_model(model.source)
-
-
 def check_interactive(args: argparse.Namespace) -> None:
     """--interactive streams one sample of each typed line: refuse what it would ignore."""
     given = [flag for flag, value in (("--prompt", args.prompt), ("--prompt-file", args.prompt_file),
@@ -98,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
         from gpt2kit.cli.chat import chat_loop
 
         check_interactive(args)
-        model, tokenizer = load(args)
-        return chat_loop(model, tokenizer, settings)
+        loaded = load_model(args)
+        return chat_loop(loaded.model, loaded.tokenizer, settings)
     prompts = read_prompts(args)
     check_output(args.output)
-    model, tokenizer = load(args)
+    loaded = load_model(args)
+    model, tokenizer = loaded.model, loaded.tokenizer
     settings = settings.for_model(special_ids(model))  # the ids the JSONL records are the ones used
     streaming = (len(prompts) == 1 and settings.num_samples == 1 and settings.num_beams == 1
                  and args.output is None)
@@ -143,11 +129,3 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def note_model(model: GPT2, name: str | None) -> None:
-    """Say on stderr which model speaks (name None: the shipped default), and warn when its weights are random."""
-    origin = model.metadata.get("origin")
-    label = " — ".join(x for x in (name, origin) if x) or "gpt2kit's default model"
-    print(f"model: {label}", file=sys.stderr)
-    if model.metadata.get("random_init"):
-        print("note: this model has random, untrained weights, so its text is noise "
-              "(train it with `gpt2kit finetune`, or leave out --model for the shipped model)", file=sys.stderr)

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from gpt2kit.cli.args import DTYPES
-from gpt2kit.weights.convert import WRITABLE, convert
+from gpt2kit.weights.convert import convert
 from gpt2kit.weights.download import download
-from gpt2kit.weights.folder import FORMATS
+from gpt2kit.weights.folder import FORMATS, WRITABLE
 
 
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:

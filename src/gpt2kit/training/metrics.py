@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gpt2kit.extras import require
+
 
 def read_metrics(path: Path) -> list[dict]:
     """The records of metrics.jsonl; a line cut short by a kill is passed over."""
@@ -18,14 +20,11 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_losses(metrics: Path, out: Path) -> Path | None:
-    """Training (and validation) loss against step, as a PNG; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    """Training (and validation) loss against step, as a PNG. Raises MissingExtraError without
+    matplotlib (the `plot` extra)."""
+    matplotlib = require("matplotlib", "plot", f"the loss plot {out.name}")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     rows = read_metrics(metrics) if metrics.is_file() else []
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]

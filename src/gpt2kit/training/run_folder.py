@@ -24,6 +24,7 @@ import torch
 
 from gpt2kit.atomic import atomic_write
 from gpt2kit.errors import GPT2KitError, TrainingError
+from gpt2kit.extras import MissingExtraError
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training import checkpoints as ckpt
@@ -52,6 +53,7 @@ class RunFolder:
         self.config, self.out = config, config.out
         self.metrics, self.model_dir = self.out / "metrics.jsonl", self.out / "model"
         self.stale_after: int | None = None  # resumed from an older checkpoint: the later ones go at saving
+        self.plot_missing = False  # matplotlib (the plot extra) is not installed
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"{self.out}: is a file, not a run folder")
         if not config.resume and not config.overwrite and self.out.exists() and any(self.out.iterdir()):
@@ -162,7 +164,14 @@ class RunFolder:
             return atomic_folder(self.model_dir, partial(self._write_model, model, tokenizer, step))
 
     def plot(self) -> None:
-        plot_losses(self.metrics, self.out / "loss.png")
+        """loss.png, or one line on stderr saying how to get it: a run never fails for its plot."""
+        if self.plot_missing:
+            return
+        try:
+            plot_losses(self.metrics, self.out / "loss.png")
+        except MissingExtraError as err:
+            self.plot_missing = True  # said once per run
+            print(f"note: no loss.png: {err}", file=sys.stderr)
 
     def _write_model(self, model: GPT2, tokenizer: Tokenizer, step: int, folder: Path) -> None:
         """A plain model folder (LoRA adapters folded in) that names this run and step: `is_complete`

@@ -46,6 +46,7 @@ from gpt2kit.training.reproducibility import differences, fingerprint, reproduci
 from gpt2kit.training.run_folder import RunFolder
 from gpt2kit.training.schedule import lr_at, make_optimizer
 from gpt2kit.training.window_data import WindowData
+from gpt2kit.weights import read_model
 
 
 @dataclass
@@ -166,8 +167,8 @@ class Trainer:
             self.model = GPT2.from_config(config.from_scratch, seed=config.seed)
             self.tokenizer = Tokenizer.from_pretrained()
         else:
-            self.model = GPT2.from_pretrained(config.model)
-            self.tokenizer = Tokenizer.for_model(self.model.source)
+            self.model, source = read_model(config.model)
+            self.tokenizer = Tokenizer.for_model(source.path)
 
     def _prepare_model(self) -> None:
         config, model = self.config, self.model

@@ -6,26 +6,27 @@ from pathlib import Path
 
 import torch
 
-from gpt2kit.config import read_json
 from gpt2kit.errors import WeightsError
-from gpt2kit.weights.folder import METADATA_KEY, model_folder, model_from_state, read_checkpoint, save_model
+from gpt2kit.weights.folder import (
+    check_writable,
+    detect_format,
+    model_from_state,
+    read_checkpoint,
+    read_metadata,
+    save_model,
+)
 from gpt2kit.weights.resolve import resolve_model_path
-
-WRITABLE = ("hf", "openai")
 
 
 def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_format: str = "hf",
             dtype: torch.dtype | None = None, overwrite: bool = False) -> Path:
     """Read `src` (format detected unless given), write a complete folder in `dst_format`
     (weights, config and tokenizer files). dtype None keeps the stored dtype."""
-    if dst_format not in WRITABLE:
-        raise WeightsError(f"cannot write format {dst_format!r}; writable: {', '.join(WRITABLE)}")
+    check_writable(dst_format)  # before the source is read
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
         raise WeightsError(f"{dst}: already exists and is not empty (pass --overwrite to replace its model files)")
     if dst.is_dir() and any(dst.iterdir()):
-        from gpt2kit.weights.folder import detect_format
-
         try:
             held = detect_format(dst)
         except WeightsError:
@@ -40,6 +41,5 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
 
     metadata = None
     if dst_format == "hf":  # keep the source's own notes (where it came from, how it was made)
-        notes = read_json(model_folder(path) / "config.json").get(METADATA_KEY, {}) if fmt == "hf" else {}
-        metadata = {**(notes if isinstance(notes, dict) else {}), "converted_from": f"{fmt}: {path}"}
+        metadata = {**read_metadata(path, fmt), "converted_from": f"{fmt}: {path}"}
     return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format, metadata=metadata)

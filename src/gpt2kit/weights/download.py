@@ -24,11 +24,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from gpt2kit.atomic import move_into_place
 from gpt2kit.config import ALIASES, PUBLISHED
 from gpt2kit.errors import ModelNotFoundError
+from gpt2kit.extras import require
 
 OPENAI_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
-OPENAI_SIZES = {"gpt2": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}
+OPENAI_SIZES = {name: size for size, name in ALIASES.items()}  # OpenAI's folders are named by size
 OPENAI_FILES = ("checkpoint", "encoder.json", "hparams.json", "model.ckpt.data-00000-of-00001",
                 "model.ckpt.index", "model.ckpt.meta", "vocab.bpe")
 CHUNK = 1 << 20
@@ -67,10 +69,7 @@ def download(name: str, *, source: str = "openai", out: str | Path | None = None
     for file in OPENAI_FILES:
         _fetch(f"{base}/{OPENAI_SIZES[key]}/{file}", staging / file, progress, timeout)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.rename(staging, out)
-    return out
+    return move_into_place(staging, out)  # over an empty `out` (checked above)
 
 
 def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
@@ -142,7 +141,7 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
         meta_file.unlink(missing_ok=True)
         raise DownloadError(f"{url}: MD5 mismatch: the download is corrupt (removed; run again)")
     meta_file.unlink(missing_ok=True)  # first: a kill in between leaves a part to fetch again, not a stray file
-    os.replace(part, dest)
+    move_into_place(part, dest)
 
 
 def _read_meta(path: Path) -> dict:
@@ -181,7 +180,7 @@ def _md5(path: Path) -> bytes:
 
 
 def _download_hf(key: str, out: Path) -> Path:
-    import huggingface_hub
+    huggingface_hub = require("huggingface_hub", "hub", "downloading from the Hugging Face Hub (--source hf)")
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
     from gpt2kit.weights.resolve import HUB_FILES, HUB_REPOS
@@ -199,7 +198,4 @@ def _download_hf(key: str, out: Path) -> Path:
                             ) from None
     shutil.rmtree(staging / ".cache", ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()
-    os.rename(staging, out)
-    return out
+    return move_into_place(staging, out)

@@ -13,12 +13,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gpt2kit.atomic import fsync_path, fsync_tree
+from gpt2kit.atomic import fsync_path, fsync_tree, move_into_place
 from gpt2kit.config import GPT2Config, read_generation_config, read_json
 from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
@@ -29,6 +30,7 @@ from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
 FORMATS = ("hf", "openai", "mindspore")
+WRITABLE = ("hf", "openai")
 KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore"}
 SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore"}
 
@@ -112,24 +114,46 @@ def model_from_state(config: GPT2Config, state: dict[str, torch.Tensor]) -> GPT2
     return model.eval()
 
 
-def load_model(
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a loaded model came from: kept beside the model, not on it, so that a model built
+    or changed in memory never claims the files it was first read from."""
+
+    path: Path  # the folder or file read (a published name resolved to its local copy)
+    format: str  # one of FORMATS
+    metadata: dict[str, Any] = field(default_factory=dict)  # config.json's "gpt2kit" notes: origin, random_init
+
+
+def read_metadata(path: Path, fmt: str) -> dict[str, Any]:
+    """Our own notes stored with a model (only Hugging Face folders have a place for them)."""
+    if fmt != "hf":
+        return {}
+    raw = read_json(model_folder(path) / "config.json")
+    notes = raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {}
+    return notes if isinstance(notes, dict) else {}
+
+
+def read_model(
     name_or_path: str | Path,
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     fmt: str = "auto",
-) -> GPT2:
-    """A GPT2 from a model folder or file in any supported format, or a published name;
-    fp32 unless `dtype` says otherwise."""
+) -> tuple[GPT2, ModelInfo]:
+    """A GPT2 from a model folder or file in any supported format, or a published name, and
+    where it came from; fp32 unless `dtype` says otherwise."""
     path = resolve_model_path(name_or_path)
     config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32)
     model = model_from_state(config, state)
-    raw = read_json(model_folder(path) / "config.json") if fmt == "hf" else {}
-    model.metadata = raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {}
-    model.source = str(path)
     model.generation_config = read_generation_config(path) if path.is_dir() else {}
-    model.source_format = fmt
-    return model.to(device) if device is not None else model
+    info = ModelInfo(path, fmt, read_metadata(path, fmt))
+    return (model.to(device) if device is not None else model), info
+
+
+def load_model(name_or_path: str | Path, *, dtype: torch.dtype | None = None,
+               device: torch.device | str | None = None, fmt: str = "auto") -> GPT2:
+    """The model of `read_model` alone (`GPT2.from_pretrained`)."""
+    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt)[0]
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
@@ -147,13 +171,12 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's private 0700 would stay on the renamed folder
     try:
         write(tmp)
-        fsync_tree(tmp)  # the files' data is on disk before any of them takes a real name
         if not path.exists():
-            os.rename(tmp, path)
-            fsync_path(path.parent)
+            move_into_place(tmp, path)
         else:
             if not path.is_dir():
                 raise WeightsError(f"{path}: exists and is not a folder")
+            fsync_tree(tmp)  # the files' data is on disk before any of them takes a real name
             names = sorted(os.listdir(tmp), key=lambda n: ("safetensors" in n or ".data-" in n, n))
             for name in names:
                 os.replace(tmp / name, path / name)
@@ -161,6 +184,11 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def check_writable(fmt: str) -> None:
+    if fmt not in WRITABLE:
+        raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(WRITABLE)}")
 
 
 def save_model(
@@ -173,11 +201,11 @@ def save_model(
     dtype: torch.dtype | None = None,
 ) -> Path:
     """Write a model folder: Hugging Face layout (config.json, model.safetensors,
-    generation_config.json, tokenizer files) or OpenAI's TensorFlow layout (fmt="openai")."""
+    generation_config.json, tokenizer files) or OpenAI's TensorFlow layout (fmt="openai").
+    `metadata` goes into config.json (Hugging Face folders only): say where the model came from."""
     from gpt2kit.tokenizer import Tokenizer
 
     tokenizer = tokenizer or Tokenizer.from_pretrained()
-    metadata = {**getattr(model, "metadata", {}), **(metadata or {})}
     state = {k: v.detach().to("cpu", dtype or v.dtype) for k, v in model.state_dict().items()}
 
     def write_hf(tmp: Path) -> None:
@@ -192,7 +220,5 @@ def save_model(
 
         write_openai(state, model.config, tmp, tokenizer)
 
-    writers = {"hf": write_hf, "openai": write_openai_folder}
-    if fmt not in writers:
-        raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(writers)}")
-    return atomic_folder(Path(path), writers[fmt])
+    check_writable(fmt)
+    return atomic_folder(Path(path), {"hf": write_hf, "openai": write_openai_folder}[fmt])

@@ -9,7 +9,7 @@ import torch
 
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.model.gpt2 import GPT2
-from gpt2kit.weights.folder import METADATA_KEY, detect_format, model_folder
+from gpt2kit.weights.folder import detect_format, model_folder, read_metadata
 from gpt2kit.weights.hf import SAFETENSORS_DTYPES, SafetensorsSource, find_weights_file, open_weights
 from gpt2kit.weights.layouts import MINDSPORE, OPENAI, expected_shapes
 from gpt2kit.weights.mindspore import find_ckpt, infer_config, read_ckpt, strip_prefix
@@ -33,10 +33,8 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
     path = resolve_model_path(name_or_path)
     fmt = detect_format(path)
     folder = model_folder(path)
-    raw: dict[str, Any] = {}
     if fmt == "hf":
-        raw = read_json(folder / "config.json")
-        config = GPT2Config.from_hf_dict(raw, source=str(folder / "config.json"))
+        config = GPT2Config.from_hf_dict(read_json(folder / "config.json"), source=str(folder / "config.json"))
         weights = path if path.is_file() else find_weights_file(folder)
         dtypes = _hf_dtypes(weights, config) if weights is not None else set()
     elif fmt == "openai":
@@ -60,7 +58,7 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         "parameters": n_params,
         "dtype": ", ".join(sorted(dtypes)) or "unknown",
         "files": {p.name: p.stat().st_size for p in files},
-        "metadata": raw.get(METADATA_KEY, {}) if isinstance(raw, dict) else {},
+        "metadata": read_metadata(path, fmt),
     }
 
 

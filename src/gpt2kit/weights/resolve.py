@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpt2kit.config import ALIASES, PUBLISHED
 from gpt2kit.errors import ModelNotFoundError
+from gpt2kit.extras import require
 
 DEFAULT_MODEL = Path(__file__).parents[1] / "default_model"  # shipped inside the package
 DEFAULT_NAME = "default"  # --model default: the shipped model
@@ -37,7 +38,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def hub_snapshot(name: str, repo_id: str) -> Path:
-    import huggingface_hub
+    huggingface_hub = require("huggingface_hub", "hub", f"loading '{name}' from the Hugging Face Hub")
 
     try:
         return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True))

@@ -11,7 +11,6 @@ Each block is followed by a compression byte (0 none, 1 Snappy) and a masked CRC
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -301,7 +300,8 @@ class TensorBundle:
 
 def write_bundle(prefix: Path, tensors: dict[str, Callable[[], torch.Tensor]]) -> None:
     """One data shard plus the index, keys sorted as leveldb requires; each tensor is made
-    (by calling its entry) only when it is written."""
+    (by calling its entry) only when it is written. Written into the temporary folder of
+    `atomic_folder`, which makes the files durable before they take their names."""
     data_path = Path(f"{prefix}.data-00000-of-00001")
     entries: list[tuple[bytes, bytes]] = []
     # BundleHeaderProto{num_shards: 1, version{producer: 1}}; little-endian is the default (0)
@@ -321,6 +321,4 @@ def write_bundle(prefix: Path, tensors: dict[str, Callable[[], torch.Tensor]]) -
                      + pb.field_fixed32(6, masked_crc(raw)))
             entries.append((name.encode("utf-8"), entry))
             offset += len(raw)
-        f.flush()
-        os.fsync(f.fileno())
     write_table(Path(f"{prefix}.index"), entries)

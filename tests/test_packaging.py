@@ -1,0 +1,34 @@
+"""The install: a small core, each optional feature in an extra, and `all` holding every extra."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).parents[1]
+
+
+def names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_core_and_extras():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert names(project["dependencies"]) == {"torch", "numpy", "safetensors", "tiktoken", "tqdm", "google-crc32c"}
+    extras = project["optional-dependencies"]
+    assert names(extras["hub"]) == {"huggingface-hub"} and names(extras["plot"]) == {"matplotlib"}
+    assert names(extras["onnx"]) == {"onnx", "onnxruntime"} and names(extras["serve"]) == {"fastapi", "uvicorn"}
+    assert names(extras["eval"]) == {"rouge-score", "scikit-learn"}
+    (everything,) = extras["all"]
+    assert set(everything.removeprefix("gpt2kit[").removesuffix("]").split(",")) == set(extras) - {"all", "dev"}
+
+
+def test_every_requirement_is_pinned():
+    pinned = {line.split("==")[0].lower().replace("_", "-")
+              for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = names(project["dependencies"]) | {n for reqs in project["optional-dependencies"].values()
+                                               for n in names(reqs)} - {"gpt2kit"}
+    assert wanted <= pinned, wanted - pinned
