@@ -159,6 +159,7 @@ def test_unconditional_bf16_and_long_output(model_dir):
         (("--prompt", "a", "--bad-token-ids", "60000"), ("bad-token-ids", "outside the vocabulary")),
         (("--interactive", "--num-samples", "2"), ("--interactive", "--num-samples")),
         (("--interactive", "--prompt", "x"), ("--interactive", "--prompt")),
+        (("--unconditional", "--prompt", "x"), ("--unconditional", "drop --prompt")),
         (("--prompt", "a", "--logprobs", "2"), ("--logprobs", "--output")),
         (("--prompt", "a", "--logprobs", "21", "--output", "-"), ("logprobs must be at most 20",)),
     ],

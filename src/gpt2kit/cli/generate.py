@@ -41,6 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
     if args.unconditional:
+        given = [flag for flag, value in (("--prompt", args.prompt), ("--prompt-file", args.prompt_file)) if value]
+        if given:
+            raise GenerationError(f"--unconditional samples start from <|endoftext|>, without a prompt: drop "
+                                  f"{' and '.join(given)} (or drop --unconditional)")
         return [""]
     if args.prompt_file is not None:
         if args.prompt is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2kit.atomic import fsync_path
+from gpt2kit.atomic import move_into_place
 from gpt2kit.errors import DataError
 
 MAGIC = b"GPT2KTOK"
@@ -42,9 +42,7 @@ def write_tokens(path: str | os.PathLike, chunks: Iterable[np.ndarray], fingerpr
                 count += arr.size
             f.seek(0)
             f.write(HEADER.pack(MAGIC, VERSION, 2, count, fingerprint.ljust(32, b"\0")[:32]).ljust(HEADER_SIZE, b"\0"))
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+        move_into_place(tmp, path)
     except OSError as err:
         if err.filename not in (None, str(tmp), str(path)):
             raise  # reading a source file: its own name says which

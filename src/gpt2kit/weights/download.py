@@ -66,8 +66,12 @@ def download(name: str, *, source: str = "openai", out: str | Path | None = None
     tag = hashlib.sha256(f"{key}|{source}|{base}".encode()).hexdigest()[:12]
     staging = out.parent / f".{out.name}.{tag}.download"
     staging.mkdir(parents=True, exist_ok=True)
-    for file in OPENAI_FILES:
-        _fetch(f"{base}/{OPENAI_SIZES[key]}/{file}", staging / file, progress, timeout)
+    try:
+        for file in OPENAI_FILES:
+            _fetch(f"{base}/{OPENAI_SIZES[key]}/{file}", staging / file, progress, timeout)
+    except BaseException:
+        _drop_if_empty(staging)
+        raise
     out.parent.mkdir(parents=True, exist_ok=True)
     return move_into_place(staging, out)  # over an empty `out` (checked above)
 
@@ -171,6 +175,13 @@ def _holds_files(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() and ".cache" not in p.parts for p in folder.rglob("*"))
 
 
+def _drop_if_empty(staging: Path) -> None:
+    """A download that failed before any byte arrived leaves nothing behind (one that got some
+    keeps them, to resume)."""
+    if not any(p.is_file() and p.stat().st_size and ".cache" not in p.parts for p in staging.rglob("*")):
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _md5(path: Path) -> bytes:
     digest = hashlib.md5()
     with path.open("rb") as f:
@@ -190,6 +201,7 @@ def _download_hf(key: str, out: Path) -> Path:
         huggingface_hub.snapshot_download(HUB_REPOS[key], allow_patterns=HUB_FILES, local_dir=staging)
     except Exception as err:  # noqa: BLE001 - network, auth and HTTP errors all end here
         kept = "; the partial download is kept and resumes on the next run" if _holds_files(staging) else ""
+        _drop_if_empty(staging)
         if isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled)):  # no connection, and nothing cached
             host = _host(huggingface_hub.constants.ENDPOINT)
             raise DownloadError(f"could not download '{key}': {host} could not be reached, and this machine may be "
