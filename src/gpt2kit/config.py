@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 # OpenAI named its releases by parameter count.
 ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
-PUBLISHED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+PUBLISHED = tuple(ALIASES.values())  # the four released sizes
 HF_OPTIONS = ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
               "tie_word_embeddings")
 

@@ -197,3 +197,13 @@ def test_config_round_trips_through_both_formats(tmp_path):
         "n_vocab": 50257, "n_ctx": 64, "n_embd": 64, "n_head": 4, "n_layer": 3}
     back = type(config).from_file(tmp_path / "hparams.json")
     assert (back.n_layer, back.n_embd, back.n_positions) == (3, 64, 64)
+
+
+def test_generation_config_overrides_survive_a_save(saved, tmp_path):
+    (saved / "generation_config.json").write_text(json.dumps({"eos_token_id": [13, 50256], "pad_token_id": 0}))
+    model = GPT2.from_pretrained(saved)
+    assert model.generation_config == {"eos_token_id": [13, 50256], "pad_token_id": 0}
+    model.save_pretrained(tmp_path / "again")
+    written = json.loads((tmp_path / "again" / "generation_config.json").read_text())
+    assert written["eos_token_id"] == [13, 50256] and written["pad_token_id"] == 0
+    assert GPT2.from_pretrained(tmp_path / "again").generation_config == written

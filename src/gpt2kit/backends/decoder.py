@@ -1,8 +1,9 @@
 """The Decoder interface: what generation, beam search, scoring and the server need from a model.
 
 A backend (PyTorch's `GPT2`, an ONNX Runtime session, ...) is usable everywhere text is
-generated or scored once it has these few members; nothing outside `model/` and `backends/`
-may reach further into a model. `GPT2` satisfies it as it is.
+generated or scored once it has these few members: generation and evaluation reach no further
+into a model (training does: it needs hidden states and weights, so it trains `GPT2`).
+`GPT2` satisfies it as it is.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ import dataclasses
 import sys
 from typing import TextIO
 
+from gpt2kit.backends import Decoder
 from gpt2kit.cli.args import add_device_options, add_model_option, load_model
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args, unescape
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.generation import GenerationSettings, stream
-from gpt2kit.model import GPT2
 from gpt2kit.tokenizer import Tokenizer
 
 # Settings that can be changed from the prompt, with the type of their values.
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     return chat_loop(loaded.model, loaded.tokenizer, settings)
 
 
-def chat_loop(model: GPT2, tokenizer: Tokenizer, settings: GenerationSettings, out: TextIO = sys.stdout) -> int:
+def chat_loop(model: Decoder, tokenizer: Tokenizer, settings: GenerationSettings, out: TextIO = sys.stdout) -> int:
     try:
         import readline  # noqa: F401 - importing it gives input() line editing and history
     except ImportError:  # not on every platform

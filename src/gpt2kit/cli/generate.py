@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",
                      help="a UTF-8 file with one prompt per line (blank lines are skipped); prompts run as a batch")
     src.add_argument("--unconditional", action="store_true",
-                     help="ignore prompts and sample from <|endoftext|> (the default when no prompt is given)")
+                     help="sample from <|endoftext|>, with no prompt (the default when no prompt is given; "
+                          "refused with --prompt or --prompt-file)")
     src.add_argument("--output", type=Path, default=None, metavar="FILE",
                      help="write JSONL (- for stdout): one line per sample with prompt, text, token_ids, "
                           "finish_reason and settings")

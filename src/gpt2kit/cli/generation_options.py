@@ -97,10 +97,11 @@ def add_generation_options(p: argparse.ArgumentParser, *, many: bool = True) -> 
     s.add_argument("--bad-token-ids", type=id_list, default=[], metavar="IDS",
                    help="comma-separated token ids never to generate")
 
-    o = p.add_argument_group("reporting")
-    o.add_argument("--logprobs", type=non_negative_int, default=None, metavar="N",
-                   help="write each token's log-probability under the model, and its N likeliest alternatives "
-                        f"(0..{MAX_TOP}), into the JSONL records of --output")
+    if many:  # records with log-probabilities are written by generate --output; chat only prints text
+        o = p.add_argument_group("reporting")
+        o.add_argument("--logprobs", type=non_negative_int, default=None, metavar="N",
+                       help="write each token's log-probability under the model, and its N likeliest alternatives "
+                            f"(0..{MAX_TOP}), into the JSONL records of --output")
 
     r = p.add_argument_group("samples and randomness")
     r.add_argument("--seed", type=int, default=None, metavar="S", help="random seed, for reproducible samples")
@@ -130,7 +131,8 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     many = dict(num_beams=1, length_penalty=1.0, early_stopping=False, num_return_sequences=1, do_sample=None,
                 num_samples=1, batch_size=None)
     many = {name: getattr(args, name, default) for name, default in many.items()}  # absent in chat
-    if args.logprobs is not None and getattr(args, "output", None) is None:
+    logprobs = getattr(args, "logprobs", None)  # absent in chat
+    if logprobs is not None and getattr(args, "output", None) is None:
         raise GenerationError("--logprobs goes into JSONL records, which streamed or printed text has no room "
                               "for: use gpt2kit generate with --output FILE (or --output - for stdout)")
     if many["num_samples"] < 1:
@@ -142,5 +144,5 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
         frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, bad_token_ids=args.bad_token_ids,
         eos_token_id=None if args.no_stop else FROM_MODEL, stop_token_ids=args.stop_token_ids,
-        stop=[unescape(s) for s in args.stop], seed=args.seed, logprobs=args.logprobs, **many,
+        stop=[unescape(s) for s in args.stop], seed=args.seed, logprobs=logprobs, **many,
     )

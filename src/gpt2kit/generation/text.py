@@ -61,7 +61,7 @@ def complete(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str],
     """Completions of each prompt (num_samples, or num_return_sequences with beams, each), prompt-major."""
     texts, ids, config = prepare(model, tokenizer, prompts, settings_from(settings))
     generations = generate_all(model, ids, config, tokenizer.token_bytes)
-    if config.num_beams > 1:
+    if config.num_beams > 1 and config.logprobs is not None:  # one more forward pass: only when asked
         _score_beams(model, ids, generations, config)
     return [
         Completion(texts[g.prompt_index], completion_text(tokenizer, g.token_ids, g.finish_reason, config),

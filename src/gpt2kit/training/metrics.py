@@ -19,7 +19,7 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def plot_losses(metrics: Path, out: Path) -> Path | None:
+def plot_losses(metrics: Path, out: Path) -> Path:
     """Training (and validation) loss against step, as a PNG. Raises MissingExtraError without
     matplotlib (the `plot` extra)."""
     matplotlib = require("matplotlib", "plot", f"the loss plot {out.name}")

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from gpt2kit.data.batch import Batch, TrainingData
@@ -41,7 +40,7 @@ from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training.config import TrainConfig
 from gpt2kit.training.lora import adapter_state, add_lora, has_lora
-from gpt2kit.training.objectives import LanguageModeling, lm_loss  # noqa: F401 - older callers import lm_loss here
+from gpt2kit.training.objectives import LanguageModeling, Objective, lm_loss  # noqa: F401 - older callers import lm_loss here
 from gpt2kit.training.reproducibility import differences, fingerprint, reproducible_math
 from gpt2kit.training.run_folder import RunFolder
 from gpt2kit.training.schedule import lr_at, make_optimizer
@@ -96,7 +95,7 @@ class Trainer:
     `.model`); `data(config, tokenizer, seq_len)` gives the batches, rows of at most seq_len
     positions (`config.seq_len`, or the model's context)."""
 
-    def __init__(self, config: TrainConfig, *, objective: Callable[[GPT2], nn.Module] = LanguageModeling,
+    def __init__(self, config: TrainConfig, *, objective: Callable[[GPT2], Objective] = LanguageModeling,
                  data: Callable[[TrainConfig, Tokenizer, int], TrainingData] = WindowData) -> None:
         self.config = config
         self.device = resolve_device(config.device)

@@ -211,7 +211,9 @@ def save_model(
     def write_hf(tmp: Path) -> None:
         write_safetensors(state, tmp / "model.safetensors")
         model.config.save(tmp / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
-        generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id}
+        # the model's own generation_config.json keys (pad, several eos, ...) are kept over config.json's
+        generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id,
+                      **getattr(model, "generation_config", {})}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
         tokenizer.save_pretrained(tmp, model_max_length=model.config.n_positions)
 
