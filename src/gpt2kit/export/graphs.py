@@ -96,7 +96,7 @@ class DecoderGraph(nn.Module):
         h = run_blocks(model, input_ids, attention_mask, position_ids, cache, pairs[0][0].shape[2])
         B, T, C = h.shape
         # (B*T, C): a 2-D product, so that the head can become Gemm(transB) over wte (onnx_export.tie_head)
-        logits = F.linear(h.reshape(B * T, C), model.head_weight).reshape(B, T, -1)  # (B, T, vocab)
+        logits = F.linear(h.reshape(B * T, C), model.head_weight).reshape(B, T, model.config.vocab_size)
         return (logits, *[t for kv in cache.present for t in kv])
 
 
@@ -114,7 +114,9 @@ class BaseGraph(nn.Module):
         cache = ConcatCache(None, model.config.n_layer)
         position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
         h = run_blocks(model, input_ids, torch.ones_like(input_ids), position_ids, cache, 0)
-        return (h, *[torch.stack(kv) for kv in cache.present])
+        c = model.config
+        # reshaped with the model's sizes as numbers: the graph's outputs then say their heads and head_dim
+        return (h, *[torch.stack(kv).reshape(2, B, c.n_head, T, c.head_dim) for kv in cache.present])
 
 
 def graph_module(model: GPT2, variant: str) -> nn.Module:
