@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from gpt2kit.backends.onnxruntime_backend import MODEL_FILE
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.export.graphs import VARIANTS, dynamic_axes, example_inputs, graph_module, input_names, output_names
 from gpt2kit.extras import require
@@ -30,7 +31,6 @@ MIN_OPSET = 14  # the exporter writes scaled_dot_product_attention from opset 14
 MAX_OPSET = 20  # the newest opset PyTorch's TorchScript exporter supports
 DEFAULT_OPSET = 17  # the first with LayerNormalization as one node
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"  # the weights, when the graph would pass protobuf's 2 GB limit
 EXTERNAL_DATA_BYTES = 2**31 - 2**26  # weights above this go to DATA_FILE (room left for the graph itself)
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpt2kit.backends.onnxruntime_backend import inference_session
 from gpt2kit.export.graphs import input_names
 from gpt2kit.model.gpt2 import GPT2
 
@@ -21,17 +22,6 @@ from gpt2kit.model.gpt2 import GPT2
 DECODER_CASES = ((1, 0, 7, (0,)), (3, 0, 6, (0, 2, 4)), (3, 5, 1, (0, 3, 5)), (1, 4, 3, (0,)), (3, 3, 4, (0, 1, 5)))
 BASE_CASES = ((1, 7), (3, 5))
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # fp16: relative to the largest |logit| (or hidden state), at least 1
-
-
-def inference_session(path: Path):
-    """An ONNX Runtime CPU session using as many threads as PyTorch is set to."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def left_padded_mask(batch: int, length: int, padding: tuple[int, ...]) -> torch.Tensor:
