@@ -102,3 +102,5 @@ def test_folders_it_cannot_run_say_so(backends, tmp_path):
     export_onnx(torch_model.path, tmp_path / "base", variant="base")
     with pytest.raises(ModelNotFoundError, match=r"holds the 'base' graph, which gives no logits"):
         gpt2kit.load(tmp_path / "base", backend="onnxruntime")
+    with pytest.raises(ModelNotFoundError, match="needs a folder written by `gpt2kit export onnx`"):
+        gpt2kit.load(None, backend="onnxruntime")

@@ -171,6 +171,24 @@ def test_base_variant_gives_gpt2s_hidden_states(model, tmp_path):
         assert np.abs(stacked - cache.kv[layer].numpy()).max() <= 1e-4
 
 
+@pytest.mark.parametrize(("options", "dtype"), [
+    (dict(scale_attn_weights=False, scale_attn_by_inverse_layer_idx=True), "fp32"),
+    (dict(tie_word_embeddings=False), "fp32"),
+    (dict(reorder_and_upcast_attn=True), "fp16"),  # fp32 scores inside an fp16 graph
+], ids=["scaling", "untied", "upcast"])
+def test_transformers_options(tmp_path, options, dtype):
+    result = export_onnx(random_model(tiny_config(**options), seed=2), tmp_path / "out", dtype=dtype)
+    assert result.parity["passed"] and result.parity["top1_agreement"] == 1.0
+    if dtype == "fp32":
+        assert result.parity["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("variant", ["decoder", "base"])
+def test_a_context_shorter_than_the_checks(tmp_path, variant):
+    result = export_onnx(random_model(tiny_config(n_positions=4)), tmp_path / "out", variant=variant)
+    assert result.parity["passed"] and max(c["past"] + c["new"] for c in result.parity["cases"]) <= 4
+
+
 def test_fp16_graph_computes_in_fp16(model, tmp_path):
     result = export_onnx(model, tmp_path / "fp16", dtype="fp16")
     assert result.parity["passed"] and result.parity["top1_agreement"] == 1.0

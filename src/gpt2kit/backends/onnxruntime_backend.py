@@ -16,7 +16,7 @@ import torch
 
 from gpt2kit.backends.loaded import LoadedModel
 from gpt2kit.config import GPT2Config, read_generation_config, read_json
-from gpt2kit.errors import ModelNotFoundError
+from gpt2kit.errors import GPT2KitError, ModelNotFoundError
 from gpt2kit.extras import require
 
 MODEL_FILE = "model.onnx"  # the graph in a folder of `gpt2kit export onnx`
@@ -106,7 +106,7 @@ def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) 
     from gpt2kit.weights.resolve import resolve_model_path
 
     if device.type != "cpu":
-        raise ModelNotFoundError(f"the onnxruntime backend runs on the CPU only, not {device}")
+        raise GPT2KitError(f"the onnxruntime backend runs on the CPU only, not {device}")
     if model is None:
         raise ModelNotFoundError("the onnxruntime backend needs a folder written by `gpt2kit export onnx` (--model)")
     path = resolve_model_path(model)

@@ -125,9 +125,10 @@ def graph_module(model: GPT2, variant: str) -> nn.Module:
 
 def example_inputs(model: GPT2, variant: str) -> tuple[torch.Tensor, ...]:
     """Inputs to trace with: batch 2, 3 new tokens after 2 past ones, so that no axis is 0 or 1
-    (the tracer would take such a size for a constant)."""
+    (the tracer would take such a size for a constant); fewer in a context shorter than 5."""
     config = model.config
-    B, T, P = 2, 3, 2
+    B, T, P = (2, 3, 2) if config.n_positions >= 5 else (2, config.n_positions - config.n_positions // 2,
+                                                          config.n_positions // 2)
     input_ids = torch.randint(0, config.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
     if variant == "base":
         return (input_ids,)
