@@ -262,3 +262,23 @@ def test_caller_model_is_left_as_it_was(tmp_path):
     export_onnx(model, tmp_path / "out", dtype="fp16")
     assert model.dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_lora_adapters_are_folded_in(tmp_path):
+    from gpt2kit.training.lora import add_lora
+
+    model = random_model(tiny_config(n_layer=1))
+    add_lora(model, rank=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.5)
+    result = export_onnx(model, tmp_path / "out")
+    assert result.parity["passed"]
+    session = inference_session(result.model_file)
+    ids = torch.tensor([[464, 3290, 318]])
+    with torch.no_grad():
+        expected = model(ids)  # with its adapters
+    feed = {"input_ids": ids.numpy(), "attention_mask": np.ones((1, 3), np.int64),
+            "position_ids": np.arange(3)[None], **{n: np.zeros((1, 4, 0, 16), np.float32) for n in NAMES_IN[3:5]}}
+    assert np.abs(session.run(["logits"], feed)[0] - expected.numpy()).max() <= 1e-4

@@ -129,8 +129,11 @@ def _source(model: str | Path | GPT2 | None, dtype: torch.dtype):
     from gpt2kit.weights.resolve import DEFAULT_NAME
 
     if isinstance(model, GPT2):
-        # the state dict only: no packed copies, no adapters' hooks, nothing traced but plain weights
-        state = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
+        from gpt2kit.training.lora import has_lora, merged_state
+
+        # plain weights only (LoRA adapters folded in): no packed copies or adapters get traced
+        state = merged_state(model) if has_lora(model) else model.state_dict()
+        state = {k: v.detach().to("cpu", dtype) for k, v in state.items()}
         gpt2 = model_from_state(model.config, state)
         gpt2.generation_config = dict(model.generation_config)
         return gpt2, Tokenizer.from_pretrained(), {}
