@@ -17,7 +17,8 @@ from gpt2kit.backends.loaded import LoadedModel
 from gpt2kit.devices import resolve_device
 from gpt2kit.errors import GPT2KitError
 
-BACKENDS = {"torch": "gpt2kit.backends.torch_backend"}  # name -> module
+BACKENDS = {"torch": "gpt2kit.backends.torch_backend",  # name -> module
+            "onnxruntime": "gpt2kit.backends.onnxruntime_backend"}  # folders of `gpt2kit export onnx`
 
 
 class UnknownBackendError(GPT2KitError):

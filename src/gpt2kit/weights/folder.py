@@ -160,9 +160,9 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
     """Run `write(tmp)` on a temporary folder beside `path`, then move its files into place.
 
     A new folder appears by one rename; into an existing one, files move one by one with
-    os.replace (weights last), so an interruption never leaves a half-written file under its
-    real name and never touches files the folder held besides ours. Everything is fsynced
-    before it is renamed, and the renames are fsynced after.
+    os.replace (weights last, an ONNX graph after its weights), so an interruption never leaves
+    a half-written file under its real name and never touches files the folder held besides
+    ours. Everything is fsynced before it is renamed, and the renames are fsynced after.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -177,13 +177,21 @@ def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
             if not path.is_dir():
                 raise WeightsError(f"{path}: exists and is not a folder")
             fsync_tree(tmp)  # the files' data is on disk before any of them takes a real name
-            names = sorted(os.listdir(tmp), key=lambda n: ("safetensors" in n or ".data-" in n, n))
+            names = sorted(os.listdir(tmp), key=lambda n: (_move_order(n), n))
             for name in names:
                 os.replace(tmp / name, path / name)
             fsync_path(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _move_order(name: str) -> int:
+    """When a file moves into an existing folder: weights after the small files, and an ONNX graph
+    last of all, after the weights file it points to."""
+    if name.endswith(".onnx"):
+        return 2
+    return int("safetensors" in name or ".data-" in name or name.endswith(".onnx.data"))
 
 
 def check_writable(fmt: str) -> None:

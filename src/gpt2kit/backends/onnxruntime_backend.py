@@ -1,0 +1,131 @@
+"""The ONNX Runtime backend: a folder written by `gpt2kit export onnx` (the decoder graph), run on
+the CPU through the `Decoder` interface, so generation, beam search and scoring run on it unchanged.
+
+The graph takes the past keys/values as inputs and returns them extended by the new tokens
+(present), so the cache here is those arrays, handed back on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpt2kit.backends.loaded import LoadedModel
+from gpt2kit.config import GPT2Config, read_generation_config, read_json
+from gpt2kit.errors import GPT2KitError, ModelNotFoundError
+from gpt2kit.extras import require
+
+MODEL_FILE = "model.onnx"  # the graph in a folder of `gpt2kit export onnx`
+NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def inference_session(path: Path):
+    """An ONNX Runtime CPU session using as many threads as PyTorch is set to."""
+    ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OrtCache:
+    """Each layer's past keys and values (B, nh, length, hs) as numpy arrays: the graph's last
+    `present` outputs, which its next call takes as `past_key_values`."""
+
+    def __init__(self, config: GPT2Config, batch_size: int, max_length: int, dtype: type) -> None:
+        self.config, self.batch_size, self.max_length, self.dtype = config, batch_size, max_length, dtype
+        self.length = 0
+        self.arrays: list[np.ndarray] = []  # key, value of layer 0, key, value of layer 1, ...
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.config
+        empty = np.zeros((self.batch_size, c.n_head, 0, c.head_dim), dtype=self.dtype)
+        self.arrays = [empty] * (2 * c.n_layer)
+        self.length = 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        rows = index.cpu().numpy()
+        self.arrays = [a[rows] for a in self.arrays]
+        self.batch_size = len(rows)
+
+
+class OrtDecoder:
+    """GPT-2's decoder graph in an ONNX Runtime session, as a `Decoder`."""
+
+    def __init__(self, session, config: GPT2Config, generation_config: dict[str, Any], dtype: str) -> None:
+        self.session, self.config, self.generation_config, self.dtype = session, config, generation_config, dtype
+        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(config.n_layer) for kv in ("key", "value")]
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def new_cache(self, batch_size: int, max_length: int | None = None) -> OrtCache:
+        return OrtCache(self.config, batch_size, max_length or self.config.n_positions, NUMPY_DTYPES[self.dtype])
+
+    def __call__(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                 position_ids: torch.Tensor | None = None, cache: OrtCache | None = None,
+                 last_only: bool = False) -> torch.Tensor:
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.n_positions:
+            raise ValueError(f"sequence of {past + T} tokens exceeds the context of {self.config.n_positions}")
+        if cache is not None and past + T > cache.max_length:
+            raise ValueError(f"KV cache overflow: {past + T} tokens > capacity {cache.max_length}")
+        if attention_mask is None:  # every token real: positions past .. past + T - 1, as in GPT2
+            attention_mask = torch.ones(B, past + T, dtype=torch.long)
+        elif attention_mask.shape != (B, past + T):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, past + T)}")
+        attention_mask = attention_mask.long().cpu()
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -T:]
+        c = self.config
+        pasts = cache.arrays if cache is not None else \
+            [np.zeros((B, c.n_head, 0, c.head_dim), NUMPY_DTYPES[self.dtype])] * (2 * c.n_layer)
+        feed = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.numpy(),
+                "position_ids": position_ids.long().cpu().expand(B, T).contiguous().numpy(),
+                **dict(zip(self.past_names, pasts, strict=True))}
+        logits, *present = self.session.run(None, feed)
+        if cache is not None:
+            cache.arrays, cache.length = present, past + T
+        logits = torch.from_numpy(logits)  # (B, T, vocab)
+        return logits[:, -1:] if last_only else logits
+
+
+def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) -> LoadedModel:
+    """A folder written by `gpt2kit export onnx --variant decoder`. The graph's dtype is the one it
+    was exported in; `dtype` is not used to convert it."""
+    from gpt2kit.tokenizer import Tokenizer
+    from gpt2kit.weights.resolve import resolve_model_path
+
+    if device.type != "cpu":
+        raise GPT2KitError(f"the onnxruntime backend runs on the CPU only, not {device}")
+    if model is None:
+        raise ModelNotFoundError("the onnxruntime backend needs a folder written by `gpt2kit export onnx` (--model)")
+    path = resolve_model_path(model)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / MODEL_FILE).is_file():
+        raise ModelNotFoundError(f"{folder}: no {MODEL_FILE} (write one with `gpt2kit export onnx --model "
+                                 f"{model} --out DIR`, then load DIR)")
+    raw = read_json(folder / "config.json")
+    notes = raw.get("gpt2kit") if isinstance(raw, dict) else None
+    notes = notes if isinstance(notes, dict) else {}
+    graph = notes.get("onnx") if isinstance(notes.get("onnx"), dict) else {}
+    if graph.get("variant", "decoder") != "decoder":
+        raise ModelNotFoundError(f"{folder}: holds the {graph['variant']!r} graph, which gives no logits (export "
+                                 "it with --variant decoder)")
+    graph_dtype = graph.get("dtype", "fp32")
+    if graph_dtype not in NUMPY_DTYPES:
+        raise ModelNotFoundError(f"{folder}/config.json: unknown ONNX dtype {json.dumps(graph_dtype)}")
+    config = GPT2Config.from_hf_dict(raw, source=str(folder / "config.json"))
+    decoder = OrtDecoder(inference_session(folder / MODEL_FILE), config, read_generation_config(folder), graph_dtype)
+    return LoadedModel(model=decoder, tokenizer=Tokenizer.for_model(folder), name=str(model), path=folder,
+                       format="onnx", backend="onnxruntime", dtype=TORCH_DTYPES[graph_dtype],
+                       metadata=notes)

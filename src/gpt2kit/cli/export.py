@@ -1,0 +1,44 @@
+"""`gpt2kit export onnx`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gpt2kit.cli.args import add_model_option
+from gpt2kit.export.graphs import VARIANTS
+from gpt2kit.export.onnx_export import DEFAULT_OPSET, DTYPES, MAX_OPSET, MIN_OPSET, export_onnx
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model for another runtime (ONNX)",
+                       description="Export a model for another runtime.")
+    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True, parser_class=type(p))
+    onnx = formats.add_parser(
+        "onnx", help="an ONNX model folder, checked against PyTorch with ONNX Runtime (needs gpt2kit[onnx])",
+        description="Write an ONNX model folder (model.onnx, config, tokenizer files, parity.json) after running "
+                    "the graph with ONNX Runtime against PyTorch on random inputs.")
+    add_model_option(onnx, required=False)
+    onnx.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write")
+    onnx.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
+                      help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
+    onnx.add_argument("--dtype", default="fp32", choices=tuple(DTYPES),
+                      help="weights and activations: fp32 (default) or fp16")
+    onnx.add_argument("--variant", default="decoder", choices=VARIANTS,
+                      help="decoder (default): one graph for prefill and decode with past keys/values in and "
+                           "out (transformers' / optimum's names); base: the ONNX model zoo's GPT-2 "
+                           "(ids in, last hidden state and each layer's present out)")
+    onnx.add_argument("--overwrite", action="store_true", help="write into a DIR that already holds files")
+    onnx.set_defaults(run=run_onnx)
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    result = export_onnx(args.model, args.out, opset=args.opset, dtype=args.dtype, variant=args.variant,
+                         overwrite=args.overwrite)
+    parity = result.parity
+    agreement = f", top-1 agreement {parity['top1_agreement']:.0%}" if "top1_agreement" in parity else ""
+    print(f"wrote {result.model_file} ({result.variant}, {result.dtype}, opset {result.opset}"
+          f"{', weights in ' + result.model_file.name + '.data' if result.external_data else ''})")
+    print(f"ONNX Runtime vs PyTorch: max |{parity['compared']} diff| {parity['max_abs_diff']:.2g}{agreement} "
+          f"over {len(parity['cases'])} cases (parity.json)")
+    return 0

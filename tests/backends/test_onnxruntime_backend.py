@@ -1,0 +1,106 @@
+"""The onnxruntime backend: the same ids as the torch backend on the same weights, whatever the decoding.
+
+The shipped model (trained, 6 layers, 256 context) rather than a random one: a random model
+repeats one token, which would let stop strings and beams pass without being exercised."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gpt2kit
+from gpt2kit import complete, generate, score
+from gpt2kit.backends import Cache, Decoder
+from gpt2kit.backends.onnxruntime_backend import OrtDecoder
+from gpt2kit.errors import ModelNotFoundError
+from gpt2kit.export import export_onnx
+
+PROMPTS = [[464, 3290, 318, 257, 1332], [15496], [40, 716, 7]]
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    """The shipped model loaded by both backends: (torch, onnxruntime)."""
+    folder = tmp_path_factory.mktemp("backends")
+    export_onnx("default", folder / "onnx")
+    return gpt2kit.load("default"), gpt2kit.load(folder / "onnx", backend="onnxruntime")
+
+
+def test_loaded_as_a_decoder(backends):
+    _, ort = backends
+    assert isinstance(ort.model, OrtDecoder) and isinstance(ort.model, Decoder)
+    assert isinstance(ort.model.new_cache(2), Cache)
+    assert (ort.backend, ort.format, ort.dtype) == ("onnxruntime", "onnx", torch.float32)
+    assert ort.metadata["origin"].startswith("gpt2kit's default model")
+    assert ort.model.generation_config == {"bos_token_id": 50256, "eos_token_id": 50256}
+    assert ort.model.config.n_positions == 256
+
+
+@pytest.mark.parametrize("settings", [
+    dict(temperature=0),
+    dict(num_beams=3, num_return_sequences=2),
+    dict(seed=7, top_k=40, top_p=0.9, num_samples=2),
+    dict(seed=3, repetition_penalty=1.3, no_repeat_ngram_size=2, batch_size=2),
+], ids=["greedy", "beam", "sampling", "penalties"])
+def test_same_ids_on_both_backends(backends, settings):
+    torch_model, ort_model = backends
+    expected = generate(torch_model.model, PROMPTS, max_new_tokens=14, **settings)
+    assert generate(ort_model.model, PROMPTS, max_new_tokens=14, **settings) == expected
+
+
+def test_window_slides_past_the_context(backends):
+    """A prompt near the 256-token context: the cache is reset and the window re-run."""
+    torch_model, ort_model = backends
+    prompts = [list(range(1000, 1250)), list(range(2000, 2230))]
+    expected = generate(torch_model.model, prompts, max_new_tokens=20, temperature=0)
+    assert generate(ort_model.model, prompts, max_new_tokens=20, temperature=0) == expected
+
+
+def test_stop_strings_and_logprobs_through_complete(backends):
+    torch_model, ort_model = backends
+    greedy = generate(torch_model.model, PROMPTS[0], max_new_tokens=8, temperature=0)[0]
+    stop = torch_model.tokenizer.decode(greedy[4:6])  # met at the 6th token
+    prompts = [torch_model.tokenizer.decode(PROMPTS[0]), "And the LORD said"]
+    expected = complete(torch_model.model, torch_model.tokenizer, prompts, max_new_tokens=10, temperature=0,
+                        stop=[stop], logprobs=2)
+    got = complete(ort_model.model, ort_model.tokenizer, prompts, max_new_tokens=10, temperature=0, stop=[stop],
+                   logprobs=2)
+    assert [(c.text, c.token_ids, c.finish_reason) for c in got] == \
+           [(c.text, c.token_ids, c.finish_reason) for c in expected]
+    assert expected[0].finish_reason == "stop_string"
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4, rtol=0)
+
+
+def test_scores_match(backends):
+    torch_model, ort_model = backends
+    texts = ["In the beginning God created the heaven and the earth.", "And God said"]
+    for a, b in zip(score(ort_model.model, texts), score(torch_model.model, texts), strict=True):
+        assert a.token_ids == b.token_ids
+        torch.testing.assert_close(list(a.logprobs[1:]), list(b.logprobs[1:]), atol=1e-4, rtol=0)
+
+
+def test_cache_reorder_and_reset(backends):
+    _, ort = backends
+    model = ort.model
+    ids = torch.tensor([[464, 3290, 318], [15496, 11, 995]])
+    cache = model.new_cache(2)
+    model(ids, cache=cache)
+    cache.reorder(torch.tensor([1, 1, 0]))
+    assert cache.length == 3 and cache.arrays[0].shape == (3, 4, 3, 32)
+    step = model(torch.tensor([[13], [13], [13]]), cache=cache)
+    alone = model(torch.cat([ids[[1, 1, 0]], torch.full((3, 1), 13)], dim=1))[:, -1:]
+    torch.testing.assert_close(step, alone, atol=1e-5, rtol=0)
+    cache.reset()
+    assert cache.length == 0 and cache.arrays[0].shape == (3, 4, 0, 32)
+
+
+def test_folders_it_cannot_run_say_so(backends, tmp_path):
+    torch_model, _ = backends
+    with pytest.raises(ModelNotFoundError, match=r"default_model: no model.onnx \(write one with `gpt2kit export onnx"):
+        gpt2kit.load(torch_model.path, backend="onnxruntime")
+    export_onnx(torch_model.path, tmp_path / "base", variant="base")
+    with pytest.raises(ModelNotFoundError, match=r"holds the 'base' graph, which gives no logits"):
+        gpt2kit.load(tmp_path / "base", backend="onnxruntime")
+    with pytest.raises(ModelNotFoundError, match="needs a folder written by `gpt2kit export onnx`"):
+        gpt2kit.load(None, backend="onnxruntime")

@@ -1,0 +1,38 @@
+"""`gpt2kit export onnx` end to end, and its errors on one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from gpt2kit.cli.main import main
+from helpers import assert_user_error, run_cli
+
+
+def test_export_onnx_writes_a_checked_folder(tmp_path):
+    result = run_cli("export", "onnx", "--model", "default", "--out", str(tmp_path / "onnx"), "--opset", "18")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"wrote {tmp_path / 'onnx' / 'model.onnx'} (decoder, fp32, opset 18)"
+    assert lines[1].startswith("ONNX Runtime vs PyTorch: max |logits diff| ")
+    assert lines[1].endswith(", top-1 agreement 100% over 5 cases (parity.json)")
+    report = json.loads((tmp_path / "onnx" / "parity.json").read_text())
+    assert report["passed"] and report["max_abs_diff"] <= 1e-4  # the shipped, trained model
+    config = json.loads((tmp_path / "onnx" / "config.json").read_text())
+    assert config["gpt2kit"]["origin"].startswith("gpt2kit's default model")  # the source's notes are kept
+
+    result = run_cli("export", "onnx", "--out", str(tmp_path / "onnx"))
+    assert_user_error(result, "onnx: already exists and is not empty (pass --overwrite")
+
+
+def test_opset_too_old_is_one_line(tmp_path):
+    result = run_cli("export", "onnx", "--out", str(tmp_path / "o"), "--opset", "11")
+    assert_user_error(result, "opset 11 is too old", "needs opset 14 or newer")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_onnx_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now fails
+    assert main(["export", "onnx", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err == "gpt2kit: error: ONNX export needs onnx, which is not installed: pip install 'gpt2kit[onnx]'\n"
