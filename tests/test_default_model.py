@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_small_enough_to_ship():
     size = sum(p.stat().st_size for p in DEFAULT_MODEL.iterdir())
-    assert size <= 25 * 1024 * 1024
+    assert size <= 30_000_000  # 26.2 MB: 12.4 M parameters in fp16, with the tokenizer files
 
 
 def test_it_has_learned_the_king_james_bible():
@@ -30,7 +30,7 @@ def test_it_has_learned_the_king_james_bible():
     model = GPT2.from_pretrained(DEFAULT_MODEL)
     with torch.no_grad():
         loss = lm_loss(model, ids[:, :-1], ids[:, 1:]).item()
-    assert loss < 4.65  # this model: 4.54; the one before it 4.80; an untrained one about 10.8 (uniform)
+    assert loss < 4.45  # this model: 4.37; the ones before it 4.54 and 4.80; an untrained one about 10.8
 
 
 def test_generate_without_a_model_uses_it():
