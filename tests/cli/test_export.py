@@ -24,6 +24,14 @@ def test_export_onnx_writes_a_checked_folder(tmp_path):
     result = run_cli("export", "onnx", "--out", str(tmp_path / "onnx"))
     assert_user_error(result, "onnx: already exists and is not empty (pass --overwrite")
 
+    # the exported folder generates through --backend onnxruntime: the same greedy text as PyTorch
+    greedy = ("generate", "--prompt", "And the LORD said", "--max-new-tokens", "40", "--temperature", "0")
+    torch_run = run_cli(*greedy)
+    ort_run = run_cli(*greedy, "--model", str(tmp_path / "onnx"), "--backend", "onnxruntime")
+    assert torch_run.returncode == 0 and ort_run.returncode == 0, ort_run.stderr
+    assert ort_run.stdout == torch_run.stdout and len(ort_run.stdout) > 60
+    assert_user_error(run_cli(*greedy, "--backend", "onnxruntime"), "needs a folder written by `gpt2kit export onnx`")
+
 
 def test_opset_too_old_is_one_line(tmp_path):
     result = run_cli("export", "onnx", "--out", str(tmp_path / "o"), "--opset", "11")

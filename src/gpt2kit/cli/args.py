@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from gpt2kit.backends import LoadedModel, load
+from gpt2kit.backends import LoadedModel, backend_names, load
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -41,11 +41,15 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
                         help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
+    parser.add_argument("--backend", default="torch", choices=backend_names(),
+                        help="what runs the model: torch (default), or onnxruntime for a folder written by "
+                             "`gpt2kit export onnx` (CPU, in the dtype it was exported in)")
 
 
 def load_model(args: argparse.Namespace) -> LoadedModel:
     """--model on --device in --dtype, ready to generate; which model it is goes to stderr."""
-    loaded = load(args.model, dtype=DTYPES[args.dtype], device=args.device)
+    device = "cpu" if args.backend == "onnxruntime" and args.device == "auto" else args.device
+    loaded = load(args.model, backend=args.backend, dtype=DTYPES[args.dtype], device=device)
     for line in loaded.notes(fp32="--dtype fp32"):
         print(line, file=sys.stderr)
     return loaded
