@@ -31,6 +31,8 @@ def test_export_onnx_writes_a_checked_folder(tmp_path):
     assert torch_run.returncode == 0 and ort_run.returncode == 0, ort_run.stderr
     assert ort_run.stdout == torch_run.stdout and len(ort_run.stdout) > 60
     assert_user_error(run_cli(*greedy, "--backend", "onnxruntime"), "needs a folder written by `gpt2kit export onnx`")
+    assert_user_error(run_cli(*greedy, "--model", str(tmp_path / "onnx")), "holds an ONNX export",
+                      "--backend onnxruntime")
 
 
 def test_opset_too_old_is_one_line(tmp_path):

@@ -84,6 +84,9 @@ def _read_hf(path: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[st
     config = GPT2Config.from_hf_dict(read_json(config_path), source=str(config_path))
     weights = path if path.is_file() else find_weights_file(folder)
     if weights is None:
+        if (folder / "model.onnx").is_file():  # written by `gpt2kit export onnx`: a graph, not PyTorch weights
+            raise WeightsError(f"{folder}: holds an ONNX export (model.onnx), which PyTorch does not read; run it "
+                               "with --backend onnxruntime (gpt2kit.load(..., backend=\"onnxruntime\"))")
         raise WeightsError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
     source, layout = open_weights(weights)
     return config, collect(layout, source, config, weights, "config.json", dtype)
