@@ -30,7 +30,7 @@ def test_it_has_learned_the_king_james_bible():
     model = GPT2.from_pretrained(DEFAULT_MODEL)
     with torch.no_grad():
         loss = lm_loss(model, ids[:, :-1], ids[:, 1:]).item()
-    assert loss < 4.45  # this model: 4.37; the ones before it 4.54 and 4.80; an untrained one about 10.8
+    assert loss < 4.45  # this model: 4.34; the ones before it 4.54 and 4.80; an untrained one about 10.8
 
 
 def test_generate_without_a_model_uses_it():
