@@ -190,7 +190,11 @@ def test_every_flag_has_help():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    for name, command in sub.choices.items():
+    commands = list(sub.choices.items())
+    while commands:  # nested commands too (export onnx)
+        name, command = commands.pop()
         for action in command._actions:
             assert action.help, f"{name} {action.option_strings} has no help"
+            if action.choices and isinstance(action.choices, dict):
+                commands += [(f"{name} {n}", c) for n, c in action.choices.items()]
     assert "greedy" in sub.choices["generate"].format_help()

@@ -13,7 +13,8 @@ from gpt2kit.export.onnx_export import DEFAULT_OPSET, DTYPES, MAX_OPSET, MIN_OPS
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model for another runtime (ONNX)",
                        description="Export a model for another runtime.")
-    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True, parser_class=type(p))
+    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True, parser_class=type(p),
+                               help="the format to write: onnx")
     onnx = formats.add_parser(
         "onnx", help="an ONNX model folder, checked against PyTorch with ONNX Runtime (needs gpt2kit[onnx])",
         description="Write an ONNX model folder (model.onnx, config, tokenizer files, parity.json) after running "
