@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GPT2KIT := $(VENV)/bin/gpt2kit
 STAMP := $(VENV)/.installed
+# test processes: most tests are small and many start a CLI subprocess, so two cores run the
+# suite in about two thirds of the time of one process
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test bench lint clean default-model
 
@@ -19,7 +22,7 @@ demo: setup
 	$(GPT2KIT) generate --prompt "And the LORD said" --max-new-tokens 80 --temperature 0.8 --top-k 40 --seed 0
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: setup
 	$(PY) bench/decode.py

@@ -88,12 +88,12 @@ def test_cache_reorder_and_reset(backends):
     model(ids, cache=cache)
     cache.reorder(torch.tensor([1, 1, 0]))
     heads, head_dim = model.config.n_head, model.config.head_dim
-    assert cache.length == 3 and cache.arrays[0].shape == (3, heads, 3, head_dim)
+    assert cache.length == 3 and cache.values[0].shape() == [3, heads, 3, head_dim]
     step = model(torch.tensor([[13], [13], [13]]), cache=cache)
     alone = model(torch.cat([ids[[1, 1, 0]], torch.full((3, 1), 13)], dim=1))[:, -1:]
     torch.testing.assert_close(step, alone, atol=1e-5, rtol=0)
     cache.reset()
-    assert cache.length == 0 and cache.arrays[0].shape == (3, heads, 0, head_dim)
+    assert cache.length == 0 and cache.values[0].shape() == [3, heads, 0, head_dim]
 
 
 def test_folders_it_cannot_run_say_so(backends, tmp_path):

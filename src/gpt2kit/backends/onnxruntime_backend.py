@@ -2,7 +2,8 @@
 the CPU through the `Decoder` interface, so generation, beam search and scoring run on it unchanged.
 
 The graph takes the past keys/values as inputs and returns them extended by the new tokens
-(present), so the cache here is those arrays, handed back on the next call.
+(present), so the cache here is those values, bound as inputs of the next call where ONNX Runtime
+left them.
 """
 
 from __future__ import annotations
@@ -35,33 +36,44 @@ def inference_session(path: Path):
 
 
 class OrtCache:
-    """Each layer's past keys and values (B, nh, length, hs) as numpy arrays: the graph's last
-    `present` outputs, which its next call takes as `past_key_values`."""
+    """Each layer's past keys and values (B, nh, length, hs) as ONNX Runtime values: the graph's
+    last `present` outputs, which stay in ONNX Runtime's memory and are bound as the next call's
+    `past_key_values` without a copy."""
 
     def __init__(self, config: GPT2Config, batch_size: int, max_length: int, dtype: type) -> None:
         self.config, self.batch_size, self.max_length, self.dtype = config, batch_size, max_length, dtype
         self.length = 0
-        self.arrays: list[np.ndarray] = []  # key, value of layer 0, key, value of layer 1, ...
+        self.values: list[Any] = []  # OrtValues: key, value of layer 0, key, value of layer 1, ...
         self.reset()
 
     def reset(self) -> None:
-        c = self.config
-        empty = np.zeros((self.batch_size, c.n_head, 0, c.head_dim), dtype=self.dtype)
-        self.arrays = [empty] * (2 * c.n_layer)
+        self.values = empty_past(self.config, self.batch_size, self.dtype)
         self.length = 0
 
     def reorder(self, index: torch.Tensor) -> None:
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
         rows = index.cpu().numpy()
-        self.arrays = [a[rows] for a in self.arrays]
+        self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[rows])) for v in self.values]
         self.batch_size = len(rows)
 
 
+def empty_past(config: GPT2Config, batch_size: int, dtype: type) -> list[Any]:
+    ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+    empty = np.zeros((batch_size, config.n_head, 0, config.head_dim), dtype=dtype)
+    return [ort.OrtValue.ortvalue_from_numpy(empty)] * (2 * config.n_layer)
+
+
 class OrtDecoder:
-    """GPT-2's decoder graph in an ONNX Runtime session, as a `Decoder`."""
+    """GPT-2's decoder graph in an ONNX Runtime session, as a `Decoder`.
+
+    Each call binds its inputs and outputs (IO binding): the past as the values the previous call
+    returned, the logits into a torch tensor allocated here, so neither is copied between numpy,
+    ONNX Runtime and torch."""
 
     def __init__(self, session, config: GPT2Config, generation_config: dict[str, Any], dtype: str) -> None:
         self.session, self.config, self.generation_config, self.dtype = session, config, generation_config, dtype
         self.past_names = [f"past_key_values.{i}.{kv}" for i in range(config.n_layer) for kv in ("key", "value")]
+        self.present_names = [f"present.{i}.{kv}" for i in range(config.n_layer) for kv in ("key", "value")]
 
     @property
     def device(self) -> torch.device:
@@ -86,16 +98,20 @@ class OrtDecoder:
         attention_mask = attention_mask.long().cpu()
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -T:]
-        c = self.config
-        pasts = cache.arrays if cache is not None else \
-            [np.zeros((B, c.n_head, 0, c.head_dim), NUMPY_DTYPES[self.dtype])] * (2 * c.n_layer)
-        feed = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.numpy(),
-                "position_ids": position_ids.long().cpu().expand(B, T).contiguous().numpy(),
-                **dict(zip(self.past_names, pasts, strict=True))}
-        logits, *present = self.session.run(None, feed)
+        binding = self.session.io_binding()
+        for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask),
+                             ("position_ids", position_ids.expand(B, T))):
+            binding.bind_cpu_input(name, np.ascontiguousarray(tensor.long().cpu().numpy()))
+        pasts = cache.values if cache is not None else empty_past(self.config, B, NUMPY_DTYPES[self.dtype])
+        for name, value in zip(self.past_names, pasts, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        logits = torch.empty(B, T, self.config.vocab_size, dtype=TORCH_DTYPES[self.dtype])
+        binding.bind_output("logits", "cpu", 0, NUMPY_DTYPES[self.dtype], list(logits.shape), logits.data_ptr())
+        for name in self.present_names:  # allocated by ONNX Runtime (from its arena), kept as they are
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
         if cache is not None:
-            cache.arrays, cache.length = present, past + T
-        logits = torch.from_numpy(logits)  # (B, T, vocab)
+            cache.values, cache.length = binding.get_outputs()[1:], past + T
         return logits[:, -1:] if last_only else logits
 
 
