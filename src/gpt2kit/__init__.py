@@ -3,7 +3,7 @@
 from gpt2kit.backends import Decoder, LoadedModel, load
 from gpt2kit.config import GPT2Config
 from gpt2kit.errors import GPT2KitError
-from gpt2kit.evaluation import score
+from gpt2kit.evaluation import perplexity, score
 from gpt2kit.generation import (
     Completion,
     GenerationSettings,
@@ -19,5 +19,5 @@ from gpt2kit.tokenizer import Tokenizer
 __version__ = "0.1.0"
 __all__ = [
     "GPT2", "GPT2Config", "GPT2KitError", "Completion", "Decoder", "GenerationSettings", "KVCache", "LoadedModel",
-    "StreamEvent", "Tokenizer", "complete", "generate", "load", "score", "stream", "stream_batch",
+    "StreamEvent", "Tokenizer", "complete", "generate", "load", "perplexity", "score", "stream", "stream_batch",
 ]

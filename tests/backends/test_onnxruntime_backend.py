@@ -5,6 +5,8 @@ repeats one token, which would let stop strings and beams pass without being exe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -102,6 +104,13 @@ def test_folders_it_cannot_run_say_so(backends, tmp_path):
         gpt2kit.load(torch_model.path, backend="onnxruntime")
     export_onnx(torch_model.path, tmp_path / "base", variant="base")
     with pytest.raises(ModelNotFoundError, match=r"holds the 'base' graph, which gives no logits"):
+        gpt2kit.load(tmp_path / "base", backend="onnxruntime")
+    # a graph of other inputs in a folder that claims a decoder graph (as a foreign model.onnx would)
+    config = json.loads((tmp_path / "base" / "config.json").read_text())
+    config["gpt2kit"]["onnx"]["variant"] = "decoder"
+    (tmp_path / "base" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelNotFoundError, match=r"model.onnx: its inputs \(input_ids\) and outputs are not those "
+                                                 r"of the decoder graph of this config.json \(6 layers"):
         gpt2kit.load(tmp_path / "base", backend="onnxruntime")
     with pytest.raises(ModelNotFoundError, match="needs a folder written by `gpt2kit export onnx`"):
         gpt2kit.load(None, backend="onnxruntime")

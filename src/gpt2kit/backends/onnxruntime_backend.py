@@ -115,6 +115,20 @@ class OrtDecoder:
         return logits[:, -1:] if last_only else logits
 
 
+def check_graph(session, config: GPT2Config, path: Path) -> None:
+    """Refuse a graph whose inputs or outputs are not the decoder graph's for `config`."""
+    from gpt2kit.export.graphs import input_names, output_names
+
+    got = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    expected = (input_names("decoder", config.n_layer), output_names("decoder", config.n_layer))
+    if got != expected:
+        shown = ", ".join(got[0][:4]) + (", ..." if len(got[0]) > 4 else "")
+        raise ModelNotFoundError(
+            f"{path}: its inputs ({shown}) and outputs are not those of the decoder graph of this config.json "
+            f"({config.n_layer} layers: input_ids, attention_mask, position_ids, past_key_values.N.key/value -> "
+            "logits, present.N.key/value); write one with `gpt2kit export onnx`")
+
+
 def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) -> LoadedModel:
     """A folder written by `gpt2kit export onnx --variant decoder`. The graph's dtype is the one it
     was exported in; `dtype` is not used to convert it."""
@@ -141,7 +155,9 @@ def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) 
     if graph_dtype not in NUMPY_DTYPES:
         raise ModelNotFoundError(f"{folder}/config.json: unknown ONNX dtype {json.dumps(graph_dtype)}")
     config = GPT2Config.from_hf_dict(raw, source=str(folder / "config.json"))
-    decoder = OrtDecoder(inference_session(folder / MODEL_FILE), config, read_generation_config(folder), graph_dtype)
+    session = inference_session(folder / MODEL_FILE)
+    check_graph(session, config, folder / MODEL_FILE)
+    decoder = OrtDecoder(session, config, read_generation_config(folder), graph_dtype)
     return LoadedModel(model=decoder, tokenizer=Tokenizer.for_model(folder), name=str(model), path=folder,
                        format="onnx", backend="onnxruntime", dtype=TORCH_DTYPES[graph_dtype],
                        metadata=notes)

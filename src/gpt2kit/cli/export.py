@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gpt2kit.cli.args import add_model_option
+from gpt2kit.cli.args import add_model_option, positive_int
 from gpt2kit.export.graphs import VARIANTS
 from gpt2kit.export.onnx_export import DEFAULT_OPSET, DTYPES, MAX_OPSET, MIN_OPSET, export_onnx
+from gpt2kit.export.quantize import QUANTIZATIONS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,17 +30,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="decoder (default): one graph for prefill and decode with past keys/values in and "
                            "out (transformers' / optimum's names); base: the ONNX model zoo's GPT-2 "
                            "(ids in, last hidden state and each layer's present out)")
+    onnx.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                      help="int8: int8 matrix weights (ONNX Runtime dynamic quantization, per channel); prints the "
+                           "perplexity of the fp32 and int8 graphs on --eval-text")
+    onnx.add_argument("--eval-text", type=Path, default=None, metavar="FILE",
+                      help="UTF-8 text for the perplexity check of --quantize (default: the held-out end of the "
+                           "shipped model's King James Bible text)")
+    onnx.add_argument("--eval-tokens", type=positive_int, default=None, metavar="N",
+                      help="count only the first N tokens of --eval-text (default: all)")
     onnx.add_argument("--overwrite", action="store_true", help="write into a DIR that already holds files")
     onnx.set_defaults(run=run_onnx)
 
 
 def run_onnx(args: argparse.Namespace) -> int:
     result = export_onnx(args.model, args.out, opset=args.opset, dtype=args.dtype, variant=args.variant,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, quantize=args.quantize, eval_text=args.eval_text,
+                         eval_tokens=args.eval_tokens)
     parity = result.parity
     agreement = f", top-1 agreement {parity['top1_agreement']:.0%}" if "top1_agreement" in parity else ""
     print(f"wrote {result.model_file} ({result.variant}, {result.dtype}, opset {result.opset}"
           f"{', weights in ' + result.model_file.name + '.data' if result.external_data else ''})")
     print(f"ONNX Runtime vs PyTorch: max |{parity['compared']} diff| {parity['max_abs_diff']:.2g}{agreement} "
           f"over {len(parity['cases'])} cases (parity.json)")
+    if result.quantize:
+        q = parity["quantization"]
+        ppl = q["perplexity"]
+        print(f"{result.quantize} weights: perplexity on {ppl['text']} ({ppl['tokens']:,} tokens): fp32 "
+              f"{ppl['fp32']:.3f} -> {result.quantize} {ppl[result.quantize]:.3f} ({ppl['change']:+.2%}); against "
+              f"PyTorch: max |logits diff| {q['against_pytorch']['max_abs_diff']:.2g}, top-1 agreement "
+              f"{q['against_pytorch']['top1_agreement']:.0%}")
     return 0

@@ -24,6 +24,7 @@ import torch
 from gpt2kit.backends.onnxruntime_backend import MODEL_FILE
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.export.graphs import VARIANTS, dynamic_axes, example_inputs, graph_module, input_names, output_names
+from gpt2kit.export.quantize import METHOD, QUANTIZATIONS, perplexity_change, quantize_int8
 from gpt2kit.extras import require
 from gpt2kit.model.gpt2 import GPT2
 
@@ -50,9 +51,17 @@ class ExportResult:
     outputs: tuple[str, ...]
     external_data: bool  # weights in DATA_FILE beside the graph
     parity: dict[str, Any] = field(default_factory=dict)  # what parity.json holds
+    quantize: str | None = None  # int8: the matrix weights (parity["quantization"] has the perplexities)
 
 
-def check_options(opset: int, dtype: str, variant: str) -> None:
+def check_options(opset: int, dtype: str, variant: str, quantize: str | None = None) -> None:
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ExportError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
+        if dtype != "fp32":
+            raise ExportError(f"--quantize {quantize} quantizes an fp32 graph's weights: leave out --dtype {dtype}")
+        if variant != "decoder":
+            raise ExportError(f"--quantize {quantize} needs --variant decoder (its perplexity check needs logits)")
     if variant not in VARIANTS:
         raise ExportError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     if dtype not in DTYPES:
@@ -75,7 +84,8 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int = DEFAULT_OPSET,
-                dtype: str = "fp32", variant: str = "decoder", overwrite: bool = False) -> ExportResult:
+                dtype: str = "fp32", variant: str = "decoder", overwrite: bool = False, quantize: str | None = None,
+                eval_text: str | Path | None = None, eval_tokens: int | None = None) -> ExportResult:
     """Export `model` (a name or path as `gpt2kit.load` takes, None for the shipped model, or a GPT2)
     to an ONNX model folder `out`.
 
@@ -83,8 +93,13 @@ def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int 
     (input_ids, attention_mask, position_ids, past_key_values.N.key/value -> logits,
     present.N.key/value); "base": the ONNX model zoo's GPT-2 (input_ids -> last_hidden_state,
     present.N). The graph is run by ONNX Runtime against PyTorch before the folder is written.
+
+    quantize "int8": the checked fp32 graph's matrix weights become int8 (export/quantize.py), and
+    the perplexity of both graphs on `eval_text` (a file; default the held-out end of the shipped
+    model's training text), its first `eval_tokens` tokens when given, goes into parity.json.
     """
-    check_options(opset, dtype, variant)
+    check_options(opset, dtype, variant, quantize)
+    text, text_name = _eval_text(eval_text) if quantize else (None, None)
     out = Path(out)
     check_out(out, overwrite)
     onnx = require("onnx", "onnx", "ONNX export")
@@ -100,25 +115,59 @@ def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int 
     def write(tmp: Path) -> None:
         nonlocal report, external
         external = _write_graph(gpt2, variant, opset, tmp / MODEL_FILE)
+        if external and quantize:
+            raise ExportError(f"--quantize {quantize}: this graph's weights pass 2 GB (external data), which "
+                              "the quantizer here does not take; export without --quantize")
         onnx.checker.check_model(str(tmp / MODEL_FILE))  # by path: works past 2 GB too
+        graph = {"file": MODEL_FILE, "variant": variant, "dtype": dtype, "opset": opset}
         gpt2.config.save(tmp / "config.json", extra={"gpt2kit": metadata | {
-            "onnx": {"file": MODEL_FILE, "variant": variant, "dtype": dtype, "opset": opset}}})
+            "onnx": graph | ({"quantize": quantize} if quantize else {})}})
         generation = gpt2.generation_config or {"bos_token_id": gpt2.config.bos_token_id,
                                                 "eos_token_id": gpt2.config.eos_token_id}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
         tokenizer.save_pretrained(tmp, model_max_length=gpt2.config.n_positions)
         report = check_parity(tmp / MODEL_FILE, gpt2, variant, dtype)
-        (tmp / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
         if not report["passed"]:
             raise ExportError(f"ONNX Runtime's outputs differ from PyTorch's by up to "
                               f"{max(report['max_abs_diff'], report['max_abs_present_diff']):.3g} "
                               f"(tolerance {report['tolerance']:.3g}); nothing was written")
+        if quantize:  # the fp32 graph passed; its int8 copy replaces it, measured against it
+            fp32_file, int8_file = tmp / MODEL_FILE, tmp / ("int8-" + MODEL_FILE)
+            quantize_int8(fp32_file, int8_file)
+            onnx.checker.check_model(str(int8_file))
+            int8 = check_parity(int8_file, gpt2, variant, dtype)
+            report["quantization"] = {
+                "method": METHOD,
+                "against_pytorch": {k: int8[k] for k in ("max_abs_diff", "max_abs_present_diff", "top1_agreement")},
+                "perplexity": perplexity_change(fp32_file, int8_file, gpt2.config, text, text_name, tokenizer,
+                                                eval_tokens)}
+            int8_file.replace(fp32_file)
+        (tmp / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
 
     atomic_folder(out, write)
     if not external:  # a larger model exported here before left its weights file
         (out / DATA_FILE).unlink(missing_ok=True)
     return ExportResult(out, out / MODEL_FILE, variant, dtype, opset, tuple(names_in), tuple(names_out), external,
-                        report)
+                        report, quantize)
+
+
+def _eval_text(path: str | Path | None) -> tuple[str, str]:
+    """The text int8 is measured on, and how to name it."""
+    from gpt2kit.evaluation.perplexity import HELDOUT_NAME, heldout_text
+
+    if path is None:
+        return heldout_text(), HELDOUT_NAME
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except IsADirectoryError:
+        raise ExportError(f"--eval-text {path}: is a folder; give a UTF-8 text file") from None
+    except FileNotFoundError:
+        raise ExportError(f"--eval-text {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"--eval-text {path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ExportError(f"--eval-text {path}: cannot be read ({e.strerror})") from None
 
 
 def _source(model: str | Path | GPT2 | None, dtype: torch.dtype):

@@ -31,9 +31,13 @@ def dtype_name(dtype: torch.dtype | str) -> str:
 
 def describe_model(name_or_path: str | Path) -> dict[str, Any]:
     path = resolve_model_path(name_or_path)
-    fmt = detect_format(path)
+    onnx = _onnx_graph(path)
+    fmt = "onnx" if onnx else detect_format(path)
     folder = model_folder(path)
-    if fmt == "hf":
+    if onnx:  # a folder of `gpt2kit export onnx`: what the graph computes in, from its notes
+        config = GPT2Config.from_hf_dict(read_json(folder / "config.json"), source=str(folder / "config.json"))
+        dtypes = {onnx.get("dtype", "fp32") + (f" ({onnx['quantize']} matrix weights)" if onnx.get("quantize") else "")}
+    elif fmt == "hf":
         config = GPT2Config.from_hf_dict(read_json(folder / "config.json"), source=str(folder / "config.json"))
         weights = path if path.is_file() else find_weights_file(folder)
         dtypes = _hf_dtypes(weights, config) if weights is not None else set()
@@ -58,8 +62,19 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         "parameters": n_params,
         "dtype": ", ".join(sorted(dtypes)) or "unknown",
         "files": {p.name: p.stat().st_size for p in files},
-        "metadata": read_metadata(path, fmt),
+        "metadata": read_metadata(path, "hf" if onnx else fmt),
+        "graph": onnx,  # the ONNX export's notes (variant, dtype, opset, quantize), or None
     }
+
+
+def _onnx_graph(path: Path) -> dict[str, Any] | None:
+    """The notes of an ONNX export in folder `path` (config.json's gpt2kit.onnx), or None."""
+    if not path.is_dir() or not (path / "model.onnx").is_file() or find_weights_file(path) is not None:
+        return None
+    raw = read_json(path / "config.json") if (path / "config.json").is_file() else None
+    notes = raw.get("gpt2kit") if isinstance(raw, dict) else None
+    graph = notes.get("onnx") if isinstance(notes, dict) else None
+    return graph if isinstance(graph, dict) else {"variant": "decoder", "dtype": "fp32"}
 
 
 def _hf_dtypes(weights: Path, config: GPT2Config) -> set[str]:
