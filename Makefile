@@ -25,6 +25,7 @@ test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(PY) bench/decode.py
 	$(PY) bench/train.py --quick
 

@@ -1,182 +1,295 @@
-"""Decode speed: gpt2kit vs transformers' generate() on the same random weights, interleaved run by run.
+"""Decode speed of every engine a GPT-2 user could pick, against transformers' generate(), in one run.
 
-GPT-2 124M shape (random weights), greedy, a 32-token prompt, 128 new tokens with no stop on
-end-of-text, batch 1 and 8, fp32 and bf16. Before anything is timed, each (dtype, batch) is
-decoded once by both (also the warm-up) and the generated ids must be the same. Random weights
-give nearly flat logits, so rounding may flip a near-tie: where the ids part, every id of each
-side must still be within TIE_TOLERANCE (fp32 1e-3, bf16 0.1) of the largest logit of the other
-implementation's plain forward pass over those ids. Otherwise nothing is timed (exit 2). Then
-the two implementations take turns (transformers, gpt2kit, transformers, gpt2kit, ...) for
---repeats runs each. Prints a Markdown table of the median tokens/s with min-max over the runs
-and the median and min-max of the per-round ratios, and writes every run's seconds, the checks
-and the machine to a JSON file (default bench/results/decode.json).
+Engines (each skipped with a note where it does not install): transformers fp32 (the reference),
+gpt2kit's PyTorch backend fp32 (as `gpt2kit generate` runs it: `gpt2kit.load`, packed weights),
+gpt2kit's ONNX Runtime backend on the exported fp32 graph and on its `--quantize int8` copy,
+CTranslate2 float32 and int8 (its converter reads the Hugging Face folder gpt2kit writes), and
+bf16 for transformers and gpt2kit where the CPU has native bf16 (elsewhere it is tens of times
+slower). llama.cpp needs a GGUF file, which gpt2kit does not write yet: its row says so.
 
-    .venv/bin/python bench/decode.py [--batch 1 8] [--dtype fp32 bf16] [--repeats 5] [--json FILE]
+GPT-2 124M shape (random weights), greedy, no stop on end-of-text. Cells: a 32-token prompt and
+128 new tokens at batch 1 and 8 (tokens/s of new tokens, the prompt's prefill included), and
+prefill: a 1,024-token prompt and 1 new token (prompt tokens/s).
 
-gpt2kit runs as `gpt2kit generate` does on CPU: weights packed for oneDNN (pack_weights()),
-one preallocated KV cache. transformers runs generate() as shipped (its default cache).
-On a quiet 2-core AVX2 machine without native bf16, --dtype fp32 takes about 3 minutes; the
-bf16 cells add roughly 45 (bf16 matrix products there run 10-40x slower than fp32; transformers'
-bf16 batch 8 alone is over half an hour).
+Before anything is timed, every engine decodes each cell once (also its warm-up) and its ids are
+compared with transformers'. fp32 engines must give the same ids, or ids that part only on
+near-ties: every id within TIE_TOLERANCE of the largest logit of transformers' plain forward pass
+(random weights give nearly flat logits, which rounding can flip); otherwise nothing is timed
+(exit 2). int8 and bf16 engines compute something else: the table says how many ids agree, and
+their perplexity on held-out text of a trained model (the shipped model, on the end of the King
+James Bible it never trained on; random weights say nothing about quantization) beside the fp32
+perplexity. Then the engines take turns run by run (transformers, engine 2, engine 3, ...,
+transformers, ...) for --repeats rounds; the ratio is each round's engine tok/s over the same
+round's transformers fp32 tok/s, summarised by its median and range.
+
+    .venv/bin/python bench/decode.py [--cells b1 b8 prefill] [--engines ...] [--repeats 5] [--json FILE]
+
+On a quiet 2-core AVX2 machine the default run takes about 15 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import util
 from pathlib import Path
 
 import benchkit
 import torch
 import transformers
 
-from gpt2kit import GPT2, GPT2Config, generate
+import gpt2kit
+from gpt2kit import GPT2, GPT2Config, Tokenizer, generate
+from gpt2kit.evaluation import heldout_text, perplexity
+from gpt2kit.evaluation.scoring import windows
+from gpt2kit.export import export_onnx
+from gpt2kit.tokenizer.bpe import bytes_to_unicode
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-# How far below the largest logit a greedy id may be, under the other implementation's forward
-# pass, where the two implementations' ids part: rounding flips near-ties. Random weights give
-# nearly flat logits (124M: std about 0.55, top-2 gaps down to 0.008 over 128 tokens), and the two
-# implementations' bf16 logits differ by up to 0.04 (fp32: about 1e-5).
-TIE_TOLERANCE = {"fp32": 1e-3, "bf16": 0.1}
-
-
-def hf_decode(hf, prompt: torch.Tensor, batch: int, new_tokens: int) -> list[list[int]]:
-    rows = prompt.expand(batch, -1)
-    with torch.inference_mode():
-        out = hf.generate(rows, attention_mask=torch.ones_like(rows), max_new_tokens=new_tokens, do_sample=False,
-                          pad_token_id=hf.config.eos_token_id)
-    if out.shape[1] != prompt.shape[1] + new_tokens:
-        raise RuntimeError(f"transformers generated {out.shape[1] - prompt.shape[1]} tokens, not {new_tokens}")
-    return out[:, prompt.shape[1]:].tolist()
+TIE_TOLERANCE = 1e-3  # fp32: implementations' logits differ by about 1e-5; random-weight top-2 gaps reach 0.008
+CELLS = {"b1": (1, 32, 128), "b8": (8, 32, 128), "prefill": (1, 1024, 1)}  # batch, prompt, new tokens
 
 
-def ours_decode(model: GPT2, prompt: torch.Tensor, batch: int, new_tokens: int) -> list[list[int]]:
-    out = generate(model, prompt[0], max_new_tokens=new_tokens, temperature=0, num_samples=batch, eos_token_id=None)
-    if any(len(row) != new_tokens for row in out):
-        raise RuntimeError(f"gpt2kit generated {[len(r) for r in out]} tokens, not {new_tokens}")
-    return out
+@dataclass
+class Engine:
+    name: str
+    precision: str
+    exact: bool  # computes what transformers fp32 does (ids must match up to near-ties)
+    decode: Callable[[torch.Tensor, int, int], list[list[int]]]  # (prompt (1, T), batch, new) -> ids per row
+    perplexity: Callable[[], float] | None = None  # on the shipped model's held-out text, for inexact engines
+    notes: list[str] = field(default_factory=list)
 
 
-def first_difference(a: list[list[int]], b: list[list[int]]) -> tuple[int, int] | None:
-    """(row, step) of the first id where two generations differ, or None."""
-    for row, (x, y) in enumerate(zip(a, b, strict=True)):
-        for step, (s, t) in enumerate(zip(x, y, strict=True)):
-            if s != t:
-                return row, step
-    return None
+def hf_engine(folder: Path, dtype: torch.dtype, precision: str) -> tuple[Engine, object]:
+    hf = transformers.GPT2LMHeadModel.from_pretrained(folder, dtype=dtype).eval()
+    hf.generation_config.eos_token_id = None  # no stop on end-of-text
+
+    def decode(prompt: torch.Tensor, batch: int, new: int) -> list[list[int]]:
+        rows = prompt.expand(batch, -1)
+        with torch.inference_mode():
+            out = hf.generate(rows, attention_mask=torch.ones_like(rows), max_new_tokens=new, min_new_tokens=new,
+                              do_sample=False, pad_token_id=0)
+        return out[:, prompt.shape[1]:].tolist()
+
+    return Engine("transformers", precision, precision == "fp32", decode), hf
 
 
-def argmax_gaps(logits_of, prompt: torch.Tensor, generated: list[int]) -> list[float]:
-    """For each generated id: how far its logit is below the largest one, under a plain forward
-    pass (no cache) of one implementation over the prompt and the generated ids."""
-    seq = torch.cat([prompt[0], torch.tensor(generated)])
-    with torch.inference_mode():
-        logits = logits_of(seq[None])[0, prompt.shape[1] - 1:-1].float()
-    chosen = logits.gather(1, torch.tensor(generated)[:, None])[:, 0]
-    return (logits.max(dim=1).values - chosen).tolist()
+def gpt2kit_engine(model, name: str, precision: str, exact: bool) -> Engine:
+    def decode(prompt: torch.Tensor, batch: int, new: int) -> list[list[int]]:
+        return generate(model, prompt[0].tolist(), max_new_tokens=new, temperature=0, num_samples=batch,
+                        eos_token_id=None)
+
+    return Engine(name, precision, exact, decode)
 
 
-def check_same_greedy(name: str, batch: int, hf, ours: GPT2, prompt: torch.Tensor, new_tokens: int,
-                      tolerance: float) -> dict:
-    """Both decode once (also the warm-up). The same ids pass. Where they differ, each side's
-    ids must still be greedy choices under the other's forward pass, within `tolerance` of its
-    largest logit (near-ties that rounding can flip); anything else refuses to time."""
-    theirs, mine = hf_decode(hf, prompt, batch, new_tokens), ours_decode(ours, prompt, batch, new_tokens)
-    where = first_difference(theirs, mine)
-    if where is None:
-        print(f"  {name} batch {batch}: same {batch} x {new_tokens} greedy ids", flush=True)
-        return {"same_ids": True}
-    forward = {"transformers": lambda ids: hf(input_ids=ids).logits, "gpt2kit": lambda ids: ours(ids)}
+def token_strings(ids: list[int]) -> list[str]:
+    """Token ids as the vocabulary strings CTranslate2 takes (GPT-2's byte-to-unicode spelling, "Ġthe")."""
+    tok, spelling = Tokenizer.from_pretrained(), bytes_to_unicode()
+    return ["".join(spelling[b] for b in tok.token_bytes(i)) for i in ids]
+
+
+def ct2_engine(folder: Path, work: Path, compute_type: str, precision: str, threads: int) -> Engine:
+    import ctranslate2
+
+    target = work / f"ct2-{compute_type}"
+    if not target.exists():
+        ctranslate2.converters.TransformersConverter(str(folder)).convert(str(target), quantization=compute_type)
+    generator = ctranslate2.Generator(str(target), device="cpu", compute_type=compute_type, intra_threads=threads)
+
+    def decode(prompt: torch.Tensor, batch: int, new: int) -> list[list[int]]:
+        tokens = token_strings(prompt[0].tolist())
+        results = generator.generate_batch([tokens] * batch, max_length=new, min_length=new, sampling_topk=1,
+                                           include_prompt_in_result=False, end_token=[])
+        return [r.sequences_ids[0] for r in results]
+
+    return Engine("CTranslate2", precision, compute_type == "float32", decode)
+
+
+def ct2_perplexity(folder: Path, work: Path, compute_type: str, threads: int, context: int) -> float:
+    """CTranslate2's perplexity of the model in `folder` on the held-out text, in the windows gpt2kit
+    scores with (a context each, half a context apart; each token counted once)."""
+    import ctranslate2
+
+    target = work / f"ct2-shipped-{compute_type}"
+    if not target.exists():
+        ctranslate2.converters.TransformersConverter(str(folder)).convert(str(target), quantization=compute_type)
+    generator = ctranslate2.Generator(str(target), device="cpu", compute_type=compute_type, intra_threads=threads)
+    ids = Tokenizer.from_pretrained().encode(heldout_text())
+    spans = windows(len(ids), context)
+    results = generator.score_batch([token_strings(ids[b:e]) for b, e, _ in spans], max_batch_size=8)
+    total, count = 0.0, 0
+    for (begin, _, first), result in zip(spans, results, strict=True):
+        kept = result.log_probs[first - begin - 1:]  # log_probs[k] scores token k + 1 of the window
+        total, count = total - math.fsum(kept), count + len(kept)
+    if count != len(ids) - 1:
+        raise RuntimeError(f"CTranslate2 scored {count} tokens, not {len(ids) - 1}")
+    return math.exp(total / count)
+
+
+def check_ids(engine: Engine, reference: list[list[int]], got: list[list[int]], judge, prompt: torch.Tensor,
+              cell: str) -> dict:
+    """Compare an engine's ids with transformers'; fp32 engines may part only on near-ties."""
+    same = sum(a == b for r, g in zip(reference, got, strict=True) for a, b in zip(r, g, strict=True))
+    total = sum(len(r) for r in reference)
+    if any(len(r) != len(reference[0]) for r in got):
+        benchkit.refuse(f"{engine.name} {engine.precision} {cell}: generated {[len(r) for r in got]} tokens")
+    check = {"same_ids": same == total, "agreeing_ids": same, "ids": total}
+    if same == total or not engine.exact:
+        return check
     worst = 0.0
-    for judge, other, ids in (("gpt2kit", "transformers", theirs), ("transformers", "gpt2kit", mine)):
-        for row in {tuple(r) for r in ids}:  # rows of one prompt: usually all alike
-            gaps = argmax_gaps(forward[judge], prompt, list(row))
-            worst = max(worst, max(gaps))
-            if max(gaps) > tolerance:
-                step = max(range(len(gaps)), key=gaps.__getitem__)
-                benchkit.refuse(
-                    f"{name} batch {batch}: greedy ids differ from row {where[0]}, new token {where[1]}, and "
-                    f"{other}'s new token {step} is {gaps[step]:.2g} below the largest logit of {judge}'s "
-                    f"forward pass (tolerance {tolerance:g})")
-    print(f"  {name} batch {batch}: ids differ from row {where[0]}, new token {where[1]}, on near-ties: every id "
-          f"of each side is within {worst:.2g} of the other's largest logit (tolerance {tolerance:g})", flush=True)
-    return {"same_ids": False, "first_difference": {"row": where[0], "new_token": where[1]},
-            "largest_gap_below_argmax": worst}
+    for row in {tuple(r) for r in got}:
+        seq = torch.cat([prompt[0], torch.tensor(row)])
+        with torch.inference_mode():
+            logits = judge(input_ids=seq[None]).logits[0, prompt.shape[1] - 1:-1].float()
+        gaps = logits.max(dim=1).values - logits.gather(1, torch.tensor(row)[:, None])[:, 0]
+        worst = max(worst, float(gaps.max()))
+    if worst > TIE_TOLERANCE:
+        benchkit.refuse(f"{engine.name} {engine.precision} {cell}: ids differ from transformers' by more than "
+                        f"near-ties (an id {worst:.2g} below the largest logit; tolerance {TIE_TOLERANCE:g})")
+    check["near_ties_only"] = worst
+    return check
+
+
+def build_engines(args, work: Path, folder: Path, machine: dict) -> tuple[list[Engine], object, list[str], float]:
+    """The engines to time (transformers fp32 first), transformers' model (the judge of near-ties),
+    the notes on engines left out, and the shipped model's fp32 perplexity on its held-out text."""
+    threads = torch.get_num_threads()
+    skipped = []
+    reference, judge = hf_engine(folder, torch.float32, "fp32")
+    engines = [reference]
+    want = set(args.engines)
+    shipped = Path(gpt2kit.__file__).parent / "default_model"
+    torch_fp32 = gpt2kit.load(folder)  # packed weights, as `gpt2kit generate` runs
+    shipped_fp32 = gpt2kit.load("default")
+    fp32_ppl = perplexity(shipped_fp32.model, heldout_text(), tokenizer=shipped_fp32.tokenizer).value
+    if "gpt2kit" in want:
+        engines.append(gpt2kit_engine(torch_fp32.model, "gpt2kit (PyTorch)", "fp32", True))
+    if machine["native_bf16"] and "bf16" in want:
+        engines.append(hf_engine(folder, torch.bfloat16, "bf16")[0])
+        engines.append(gpt2kit_engine(gpt2kit.load(folder, dtype=torch.bfloat16).model, "gpt2kit (PyTorch)", "bf16",
+                                      False))
+    elif "bf16" in want:
+        skipped.append("bf16: this CPU has no native bf16 matrix instructions (tens of times slower than fp32)")
+    if want & {"onnxruntime", "onnxruntime-int8"}:
+        if util.find_spec("onnxruntime") is None:
+            skipped.append("gpt2kit (ONNX Runtime): pip install 'gpt2kit[onnx]'")
+        else:
+            if "onnxruntime" in want:
+                export_onnx(folder, work / "onnx")
+                engines.append(gpt2kit_engine(gpt2kit.load(work / "onnx", backend="onnxruntime").model,
+                                              "gpt2kit (ONNX Runtime)", "fp32", True))
+            if "onnxruntime-int8" in want:
+                export_onnx(folder, work / "onnx-int8", quantize="int8", eval_text=None, eval_tokens=64)
+                int8 = gpt2kit_engine(gpt2kit.load(work / "onnx-int8", backend="onnxruntime").model,
+                                      "gpt2kit (ONNX Runtime)", "int8", False)
+
+                def int8_ppl() -> float:
+                    report = export_onnx(shipped, work / "shipped-int8", quantize="int8")
+                    return report.parity["quantization"]["perplexity"]["int8"]
+
+                int8.perplexity = int8_ppl
+                engines.append(int8)
+    if want & {"ctranslate2", "ctranslate2-int8"}:
+        if util.find_spec("ctranslate2") is None:
+            skipped.append("CTranslate2: pip install ctranslate2")
+        else:
+            if "ctranslate2" in want:
+                engines.append(ct2_engine(folder, work, "float32", "fp32", threads))
+            if "ctranslate2-int8" in want:
+                ct2 = ct2_engine(folder, work, "int8_float32", "int8", threads)
+                ct2.perplexity = lambda: ct2_perplexity(shipped, work, "int8_float32", threads,
+                                                        shipped_fp32.model.config.n_positions)
+                engines.append(ct2)
+    skipped.append("llama.cpp: needs a GGUF file, which gpt2kit does not write yet")
+    return engines, judge, skipped, fp32_ppl
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    all_engines = ["gpt2kit", "bf16", "onnxruntime", "onnxruntime-int8", "ctranslate2", "ctranslate2-int8"]
     parser.add_argument("--config", default="gpt2", help="size preset (default gpt2, the 124M shape)")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--dtype", nargs="+", default=None, choices=sorted(DTYPES),
-                        help="default: fp32, plus bf16 on CPUs with native bf16 matrix instructions")
-    parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each implementation per cell (>= 1)")
-    parser.add_argument("--warmup", type=int, default=0,
-                        help="untimed rounds before the timed ones (default 0: the check run warms each up)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and prompt")
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS),
+                        help="b1, b8: 32-token prompt + 128 new at batch 1 / 8; prefill: 1,024-token prompt + 1")
+    parser.add_argument("--engines", nargs="+", default=all_engines, choices=all_engines,
+                        help="engines besides transformers fp32 (default: all that install)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per cell (>= 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and prompts")
     parser.add_argument("--json", type=Path, default=benchkit.RESULTS / "decode.json",
                         help="where the raw timings go (default bench/results/decode.json)")
     args = parser.parse_args()
-    if args.repeats < 1 or args.warmup < 0 or min(args.batch) < 1 or args.new_tokens < 1 or args.prompt_len < 1:
-        parser.error("--warmup must be >= 0; --repeats, --batch, --new-tokens and --prompt-len must be >= 1")
-    machine, args.dtype = benchkit.checked_machine(args.dtype, "--dtype")
-    config = GPT2Config.from_name(args.config)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    machine, _ = benchkit.checked_machine(["fp32"], "--engines")
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     started = time.perf_counter()
+    config = GPT2Config.from_name(args.config)
 
-    cells = []  # (dtype, batch, transformers model, gpt2kit model)
-    with tempfile.TemporaryDirectory() as tmp:  # both load the same files
-        torch.manual_seed(args.seed)
-        hf_config = transformers.GPT2Config(**{k: v for k, v in config.to_hf_dict().items() if k != "architectures"})
-        transformers.GPT2LMHeadModel(hf_config).save_pretrained(Path(tmp))
-        prompt = torch.randint(0, config.vocab_size, (1, args.prompt_len),
-                               generator=torch.Generator().manual_seed(args.seed + 1))
-        for name in args.dtype:
-            hf = transformers.GPT2LMHeadModel.from_pretrained(tmp, dtype=DTYPES[name]).eval()
-            hf.generation_config.eos_token_id = None  # no stop on end-of-text, as eos_token_id=None for gpt2kit
-            ours = GPT2.from_pretrained(tmp, dtype=DTYPES[name])
-            ours.pack_weights()  # what `gpt2kit generate` does on CPU
-            cells += [(name, batch, hf, ours) for batch in args.batch]
-        del hf, ours
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        folder = work / "hf"  # one folder every engine loads (or converts) its weights from
+        GPT2.from_config(config, seed=args.seed).eval().save_pretrained(folder)
+        Tokenizer.from_pretrained().save_pretrained(folder, model_max_length=config.n_positions)
+        engines, judge, skipped, fp32_ppl = build_engines(args, work, folder, machine)
+        for note in skipped:
+            print(f"  skipped: {note}", flush=True)
+        gen = torch.Generator().manual_seed(args.seed + 1)
+        prompts = {cell: torch.randint(0, config.vocab_size, (1, CELLS[cell][1]), generator=gen) for cell in args.cells}
 
-    # the same computation first, or nothing is timed
-    checks = [check_same_greedy(name, batch, hf, ours, prompt, args.new_tokens, TIE_TOLERANCE[name])
-              for name, batch, hf, ours in cells]
+        results = []
+        for cell in args.cells:
+            batch, _, new = CELLS[cell]
+            prompt = prompts[cell]
+            reference = engines[0].decode(prompt, batch, new)
+            checks = [{"same_ids": True}] + [check_ids(e, reference, e.decode(prompt, batch, new), judge, prompt, cell)
+                                             for e in engines[1:]]
+            seconds = benchkit.interleave(
+                {f"{e.name} {e.precision}": benchkit.stopwatch(lambda e=e, p=prompt, b=batch, n=new: e.decode(p, b, n))
+                 for e in engines}, repeats=args.repeats)
+            amount = batch * new if cell != "prefill" else prompt.shape[1]
+            tps = {name: benchkit.rates(s, amount) for name, s in seconds.items()}
+            base = tps[f"{engines[0].name} {engines[0].precision}"]
+            for engine, check in zip(engines, checks, strict=True):
+                key = f"{engine.name} {engine.precision}"
+                results.append({"cell": cell, "engine": engine.name, "precision": engine.precision, "check": check,
+                                "seconds": seconds[key], "tokens_per_s": benchkit.summary(tps[key]),
+                                "ratio": benchkit.summary(benchkit.paired_ratios(tps[key], base))})
+                print(f"  {cell} {key}: {benchkit.spread(results[-1]['tokens_per_s'])} tok/s", flush=True)
 
-    results = []
-    for (name, batch, hf, ours), check in zip(cells, checks, strict=True):
-        seconds = benchkit.interleave({
-            "transformers": benchkit.stopwatch(lambda hf=hf, b=batch: hf_decode(hf, prompt, b, args.new_tokens)),
-            "gpt2kit": benchkit.stopwatch(lambda ours=ours, b=batch: ours_decode(ours, prompt, b, args.new_tokens)),
-        }, repeats=args.repeats, warmup=args.warmup)
-        tokens = batch * args.new_tokens
-        tps = {impl: benchkit.rates(s, tokens) for impl, s in seconds.items()}
-        ratio = benchkit.summary(benchkit.paired_ratios(tps["gpt2kit"], tps["transformers"]))
-        cell = {"dtype": name, "batch": batch, "tokens_per_run": tokens, "check": check, "seconds": seconds,
-                "tokens_per_s": {impl: benchkit.summary(v) for impl, v in tps.items()}, "ratio": ratio}
-        results.append(cell)
-        print(f"  {name} batch {batch}: transformers {benchkit.spread(cell['tokens_per_s']['transformers'])} tok/s, "
-              f"gpt2kit {benchkit.spread(cell['tokens_per_s']['gpt2kit'])} tok/s", flush=True)
+        ppl = {f"{e.name} {e.precision}": e.perplexity() for e in engines if e.perplexity is not None}
 
-    rows = [(c["dtype"], c["batch"], benchkit.spread(c["tokens_per_s"]["transformers"]),
-             benchkit.spread(c["tokens_per_s"]["gpt2kit"]),
-             f"{c['ratio']['median']:.2f}x ({c['ratio']['min']:.2f}-{c['ratio']['max']:.2f})") for c in results]
-    print(f"\nDecode, {args.config} shape (random weights), prompt {args.prompt_len}, {args.new_tokens} new tokens, "
-          f"greedy; median (min-max) of {args.repeats} interleaved runs each, ratio: median (min-max) of the "
-          f"per-round ratios; {benchkit.describe(machine)}\n")
+    def ids_cell(check: dict) -> str:
+        if check["same_ids"]:
+            return "yes"
+        if "near_ties_only" in check:
+            return "near-ties"
+        return f"no ({check['agreeing_ids']}/{check['ids']} agree)"
+
+    rows = []
+    for r in results:
+        key = f"{r['engine']} {r['precision']}"
+        rows.append((r["cell"], r["engine"], r["precision"], benchkit.spread(r["tokens_per_s"]),
+                     f"{r['ratio']['median']:.2f}x ({r['ratio']['min']:.2f}-{r['ratio']['max']:.2f})",
+                     ids_cell(r["check"]), f"{ppl[key]:.2f} (fp32 {fp32_ppl:.2f})" if key in ppl else ""))
+    print(f"\nDecode, {args.config} shape (random weights), greedy; b1/b8: 32-token prompt + 128 new tokens at batch "
+          f"1/8 (new tok/s), prefill: 1,024-token prompt + 1 (prompt tok/s); median (min-max) of {args.repeats} "
+          f"interleaved rounds; ratio: per-round tok/s over transformers fp32's; perplexity: the shipped model on "
+          f"its held-out text; {benchkit.describe(machine)}\n")
     print(benchkit.markdown_table(
-        ["dtype", "batch", "transformers tok/s", "gpt2kit tok/s", "gpt2kit / transformers"], rows))
+        ["cell", "engine", "precision", "tok/s", "vs transformers fp32", "greedy ids equal", "perplexity"], rows))
+    for note in skipped:
+        print(f"- not run: {note}")
     path = benchkit.write_json(args.json, {
         "bench": "decode", "command": [Path(sys.executable).name, *sys.argv], "machine": machine,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "order": "per cell: warm-up/check run of each, then transformers, gpt2kit, transformers, gpt2kit, ...",
-        "ratio": "per round: gpt2kit tok/s / transformers tok/s",
-        "cells": results, "wall_seconds": round(time.perf_counter() - started, 1)})
+        "order": "per cell: a check run of each engine, then rounds of every engine in turn",
+        "ratio": "per round: engine tok/s / transformers fp32 tok/s", "skipped": skipped,
+        "perplexity": {"fp32": fp32_ppl, **ppl}, "cells": results,
+        "wall_seconds": round(time.perf_counter() - started, 1)})
     print(f"\nraw timings: {path}")
 
 
