@@ -14,8 +14,9 @@ import gpt2kit
 from gpt2kit import complete, generate, score
 from gpt2kit.backends import Cache, Decoder
 from gpt2kit.backends.onnxruntime_backend import OrtDecoder
-from gpt2kit.errors import ModelNotFoundError
+from gpt2kit.errors import GPT2KitError, ModelNotFoundError
 from gpt2kit.export import export_onnx
+from helpers import random_model, tiny_config
 
 PROMPTS = [[464, 3290, 318, 257, 1332], [15496], [40, 716, 7]]
 
@@ -100,8 +101,6 @@ def test_cache_reorder_and_reset(backends):
 
 def test_folders_it_cannot_run_say_so(backends, tmp_path):
     torch_model, _ = backends
-    with pytest.raises(ModelNotFoundError, match=r"default_model: no model.onnx \(write one with `gpt2kit export onnx"):
-        gpt2kit.load(torch_model.path, backend="onnxruntime")
     export_onnx(torch_model.path, tmp_path / "base", variant="base")
     with pytest.raises(ModelNotFoundError, match=r"holds the 'base' graph, which gives no logits"):
         gpt2kit.load(tmp_path / "base", backend="onnxruntime")
@@ -112,5 +111,24 @@ def test_folders_it_cannot_run_say_so(backends, tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"model.onnx: its inputs \(input_ids\) and outputs are not those "
                                                  r"of the decoder graph of this config.json \(6 layers"):
         gpt2kit.load(tmp_path / "base", backend="onnxruntime")
-    with pytest.raises(ModelNotFoundError, match="needs a folder written by `gpt2kit export onnx`"):
-        gpt2kit.load(None, backend="onnxruntime")
+    with pytest.raises(GPT2KitError, match="runs fp32 or fp16 graphs, not bfloat16"):
+        gpt2kit.load(torch_model.path, backend="onnxruntime", dtype=torch.bfloat16)
+
+
+def test_a_pytorch_model_is_exported_on_first_use(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    random_model(tiny_config()).save_pretrained(tmp_path / "tiny")
+    first = gpt2kit.load(tmp_path / "tiny", backend="onnxruntime")
+    err = capsys.readouterr().err
+    cache = tmp_path / "cache" / "gpt2kit" / "onnx"
+    assert err.startswith(f"gpt2kit: exporting {tmp_path / 'tiny'} to ONNX (fp32) in {cache}/tiny-fp32-")
+    assert err.endswith("for the onnxruntime backend (first use: later runs load it from there)\n")
+    assert first.path.parent == cache and first.format == "onnx"
+    again = gpt2kit.load(tmp_path / "tiny", backend="onnxruntime")
+    assert again.path == first.path and capsys.readouterr().err == ""  # loaded from the cache, said nothing
+    expected = generate(gpt2kit.load(tmp_path / "tiny").model, PROMPTS, max_new_tokens=8, temperature=0)
+    assert generate(again.model, PROMPTS, max_new_tokens=8, temperature=0) == expected
+    # a changed model is exported again
+    random_model(tiny_config(), seed=1).save_pretrained(tmp_path / "tiny")
+    assert gpt2kit.load(tmp_path / "tiny", backend="onnxruntime").path != first.path
+    assert "exporting" in capsys.readouterr().err

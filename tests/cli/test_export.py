@@ -30,7 +30,10 @@ def test_export_onnx_writes_a_checked_folder(tmp_path):
     ort_run = run_cli(*greedy, "--model", str(tmp_path / "onnx"), "--backend", "onnxruntime")
     assert torch_run.returncode == 0 and ort_run.returncode == 0, ort_run.stderr
     assert ort_run.stdout == torch_run.stdout and len(ort_run.stdout) > 60
-    assert_user_error(run_cli(*greedy, "--backend", "onnxruntime"), "needs a folder written by `gpt2kit export onnx`")
+    # the shipped (PyTorch) model with --backend onnxruntime: exported on first use into the cache, said on stderr
+    first_use = run_cli(*greedy, "--backend", "onnxruntime", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert first_use.returncode == 0 and first_use.stdout == torch_run.stdout, first_use.stderr
+    assert f"gpt2kit: exporting default to ONNX (fp32) in {tmp_path / 'cache'}" in first_use.stderr
     assert_user_error(run_cli(*greedy, "--model", str(tmp_path / "onnx")), "holds an ONNX export",
                       "--backend onnxruntime")
 

@@ -8,7 +8,10 @@ left them.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,21 +132,46 @@ def check_graph(session, config: GPT2Config, path: Path) -> None:
             "logits, present.N.key/value); write one with `gpt2kit export onnx`")
 
 
+def onnx_cache_dir() -> Path:
+    """Where PyTorch models exported on first use go: $XDG_CACHE_HOME/gpt2kit/onnx (~/.cache/...)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gpt2kit" / "onnx"
+
+
+def exported(model: str | Path | None, dtype: torch.dtype) -> Path:
+    """The folder of an ONNX export of `model`: `model` itself when it is one; otherwise the export of
+    it in the cache (keyed by the model's path, its files' sizes and times, and the dtype), written
+    now if it is not there yet, which is said on stderr."""
+    from gpt2kit.export import export_onnx
+    from gpt2kit.weights.resolve import DEFAULT_NAME, resolve_model_path
+
+    path = resolve_model_path(DEFAULT_NAME if model is None else model)
+    folder = path if path.is_dir() else path.parent
+    if (folder / MODEL_FILE).is_file():
+        return folder
+    names = {v: k for k, v in TORCH_DTYPES.items()}
+    if dtype not in names:
+        raise GPT2KitError(f"the onnxruntime backend runs fp32 or fp16 graphs, not {str(dtype).removeprefix('torch.')}")
+    key = hashlib.sha256(f"{path.resolve()}|{names[dtype]}".encode())
+    for f in ([path] if path.is_file() else sorted(p for p in folder.iterdir() if p.is_file())):
+        stat = f.stat()
+        key.update(f"|{f.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    target = onnx_cache_dir() / f"{folder.name}-{names[dtype]}-{key.hexdigest()[:16]}"
+    if not (target / MODEL_FILE).is_file():
+        print(f"gpt2kit: exporting {DEFAULT_NAME if model is None else model} to ONNX ({names[dtype]}) in {target} "
+              "for the onnxruntime backend (first use: later runs load it from there)", file=sys.stderr, flush=True)
+        export_onnx(path, target, dtype=names[dtype], overwrite=True)
+    return target
+
+
 def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) -> LoadedModel:
-    """A folder written by `gpt2kit export onnx --variant decoder`. The graph's dtype is the one it
-    was exported in; `dtype` is not used to convert it."""
+    """A folder written by `gpt2kit export onnx --variant decoder` (its graph's dtype is the one it was
+    exported in), or any model gpt2kit reads, exported in `dtype` on first use (`exported`)."""
     from gpt2kit.tokenizer import Tokenizer
-    from gpt2kit.weights.resolve import resolve_model_path
 
     if device.type != "cpu":
         raise GPT2KitError(f"the onnxruntime backend runs on the CPU only, not {device}")
-    if model is None:
-        raise ModelNotFoundError("the onnxruntime backend needs a folder written by `gpt2kit export onnx` (--model)")
-    path = resolve_model_path(model)
-    folder = path if path.is_dir() else path.parent
-    if not (folder / MODEL_FILE).is_file():
-        raise ModelNotFoundError(f"{folder}: no {MODEL_FILE} (write one with `gpt2kit export onnx --model "
-                                 f"{model} --out DIR`, then load DIR)")
+    folder = exported(model, dtype)
     raw = read_json(folder / "config.json")
     notes = raw.get("gpt2kit") if isinstance(raw, dict) else None
     notes = notes if isinstance(notes, dict) else {}
@@ -158,6 +186,7 @@ def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) 
     session = inference_session(folder / MODEL_FILE)
     check_graph(session, config, folder / MODEL_FILE)
     decoder = OrtDecoder(session, config, read_generation_config(folder), graph_dtype)
-    return LoadedModel(model=decoder, tokenizer=Tokenizer.for_model(folder), name=str(model), path=folder,
+    return LoadedModel(model=decoder, tokenizer=Tokenizer.for_model(folder), name=None if model is None else str(model),
+                       path=folder,
                        format="onnx", backend="onnxruntime", dtype=TORCH_DTYPES[graph_dtype],
                        metadata=notes)

@@ -42,8 +42,9 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
                         help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
     parser.add_argument("--backend", default="torch", choices=backend_names(),
-                        help="what runs the model: torch (default), or onnxruntime for a folder written by "
-                             "`gpt2kit export onnx` (CPU, in the dtype it was exported in)")
+                        help="what runs the model: torch (default), or onnxruntime (CPU): a folder written by "
+                             "`gpt2kit export onnx` in the dtype it was exported in, or any other model exported "
+                             "on first use into ~/.cache/gpt2kit/onnx")
 
 
 def load_model(args: argparse.Namespace) -> LoadedModel:
