@@ -2,7 +2,8 @@
 
 Engines (each skipped with a note where it does not install): transformers fp32 (the reference),
 gpt2kit's PyTorch backend fp32 (as `gpt2kit generate` runs it: `gpt2kit.load`, packed weights),
-gpt2kit's ONNX Runtime backend on the exported fp32 graph and on its `--quantize int8` copy,
+gpt2kit's ONNX Runtime backend on the exported fp32 graph and on its `--quantize int8` copy (both
+`--fused`, as `--backend onnxruntime` exports a model on first use),
 CTranslate2 float32 and int8 (its converter reads the Hugging Face folder gpt2kit writes), and
 bf16 for transformers and gpt2kit where the CPU has native bf16 (elsewhere it is tens of times
 slower). llama.cpp needs a GGUF file, which gpt2kit does not write yet: its row says so.
@@ -181,16 +182,16 @@ def build_engines(args, work: Path, folder: Path, machine: dict) -> tuple[list[E
             skipped.append("gpt2kit (ONNX Runtime): pip install 'gpt2kit[onnx]'")
         else:
             if "onnxruntime" in want:
-                export_onnx(folder, work / "onnx")
+                export_onnx(folder, work / "onnx", fused=True)
                 engines.append(gpt2kit_engine(gpt2kit.load(work / "onnx", backend="onnxruntime").model,
                                               "gpt2kit (ONNX Runtime)", "fp32", True))
             if "onnxruntime-int8" in want:
-                export_onnx(folder, work / "onnx-int8", quantize="int8", eval_text=None, eval_tokens=64)
+                export_onnx(folder, work / "onnx-int8", fused=True, quantize="int8", eval_tokens=64)
                 int8 = gpt2kit_engine(gpt2kit.load(work / "onnx-int8", backend="onnxruntime").model,
                                       "gpt2kit (ONNX Runtime)", "int8", False)
 
                 def int8_ppl() -> float:
-                    report = export_onnx(shipped, work / "shipped-int8", quantize="int8")
+                    report = export_onnx(shipped, work / "shipped-int8", fused=True, quantize="int8")
                     return report.parity["quantization"]["perplexity"]["int8"]
 
                 int8.perplexity = int8_ppl

@@ -21,11 +21,12 @@ from helpers import random_model, tiny_config
 PROMPTS = [[464, 3290, 318, 257, 1332], [15496], [40, 716, 7]]
 
 
-@pytest.fixture(scope="module")
-def backends(tmp_path_factory):
-    """The shipped model loaded by both backends: (torch, onnxruntime)."""
+@pytest.fixture(scope="module", params=["traced", "fused"])
+def backends(request, tmp_path_factory):
+    """The shipped model loaded by both backends: (torch, onnxruntime), on the traced graph and on the
+    one with ONNX Runtime's fused operators (whose prefill asks for the last position's logits only)."""
     folder = tmp_path_factory.mktemp("backends")
-    export_onnx("default", folder / "onnx")
+    export_onnx("default", folder / "onnx", fused=request.param == "fused")
     return gpt2kit.load("default"), gpt2kit.load(folder / "onnx", backend="onnxruntime")
 
 

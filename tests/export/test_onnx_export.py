@@ -112,12 +112,13 @@ def test_step_by_step_greedy_matches_generate(shipped, prompts):
     assert greedy_with_session(session, model.config, prompts, 16) == expected
 
 
-def test_decoder_matches_transformers(tmp_path):
+@pytest.mark.parametrize("fused", [False, True], ids=["traced", "fused"])
+def test_decoder_matches_transformers(tmp_path, fused):
     """An independent reference: transformers' GPT-2 on the same weights, with left padding and a past."""
     config = tiny_config(n_layer=2, n_head=2, n_embd=32)
     hf = hf_random_model(config, seed=2)
     hf.save_pretrained(tmp_path / "hf")
-    result = export_onnx(tmp_path / "hf", tmp_path / "onnx")
+    result = export_onnx(tmp_path / "hf", tmp_path / "onnx", fused=fused)
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["gpt2kit"]["exported_from"].startswith("hf: ")
     session = inference_session(result.model_file)
     ids = torch.randint(0, 50257, (3, 9), generator=torch.Generator().manual_seed(1))
@@ -146,10 +147,11 @@ PRESET_SHAPES = {
 }
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["traced", "fused"])
 @pytest.mark.parametrize("preset", PRESET_SHAPES)
-def test_parity_at_the_presets_widths(preset, tmp_path):
+def test_parity_at_the_presets_widths(preset, tmp_path, fused):
     config = tiny_config(**PRESET_SHAPES[preset], n_positions=1024, vocab_size=2048)
-    result = export_onnx(random_model(config, seed=1), tmp_path / preset)
+    result = export_onnx(random_model(config, seed=1), tmp_path / preset, fused=fused)
     assert result.parity["passed"] and result.parity["max_abs_diff"] <= 1e-4
     assert result.parity["max_abs_present_diff"] <= 1e-4 and result.parity["top1_agreement"] == 1.0
 
@@ -171,13 +173,17 @@ def test_base_variant_gives_gpt2s_hidden_states(model, tmp_path):
         assert np.abs(stacked - cache.kv[layer].numpy()).max() <= 1e-4
 
 
-@pytest.mark.parametrize(("options", "dtype"), [
-    (dict(scale_attn_weights=False, scale_attn_by_inverse_layer_idx=True), "fp32"),
-    (dict(tie_word_embeddings=False), "fp32"),
-    (dict(reorder_and_upcast_attn=True), "fp16"),  # fp32 scores inside an fp16 graph
-], ids=["scaling", "untied", "upcast"])
-def test_transformers_options(tmp_path, options, dtype):
-    result = export_onnx(random_model(tiny_config(**options), seed=2), tmp_path / "out", dtype=dtype)
+@pytest.mark.parametrize(("options", "dtype", "fused"), [
+    (dict(scale_attn_weights=False, scale_attn_by_inverse_layer_idx=True), "fp32", False),
+    (dict(scale_attn_weights=False, scale_attn_by_inverse_layer_idx=True), "fp32", True),
+    (dict(scale_attn_by_inverse_layer_idx=True), "fp32", True),
+    (dict(tie_word_embeddings=False), "fp32", False),
+    (dict(tie_word_embeddings=False), "fp32", True),
+    (dict(reorder_and_upcast_attn=True), "fp16", False),  # fp32 scores inside an fp16 graph
+    (dict(reorder_and_upcast_attn=True), "fp32", True),  # fp32 throughout: the same
+], ids=["scaling", "scaling-fused", "inverse-layer-fused", "untied", "untied-fused", "upcast", "upcast-fused"])
+def test_transformers_options(tmp_path, options, dtype, fused):
+    result = export_onnx(random_model(tiny_config(**options), seed=2), tmp_path / "out", dtype=dtype, fused=fused)
     assert result.parity["passed"] and result.parity["top1_agreement"] == 1.0
     if dtype == "fp32":
         assert result.parity["max_abs_diff"] <= 1e-4

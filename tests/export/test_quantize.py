@@ -72,15 +72,16 @@ def test_cli_prints_both_perplexities(tmp_path, capsys):
     random_model(tiny_config()).save_pretrained(tmp_path / "tiny")
     text = tmp_path / "text.txt"
     text.write_text(heldout_text()[:3000])
-    assert main(["export", "onnx", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "o"),
+    assert main(["export", "onnx", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "o"), "--fused",
                  "--quantize", "int8", "--eval-text", str(text), "--eval-tokens", "300"]) == 0
-    last = capsys.readouterr().out.splitlines()[-1]
+    first, *_, last = capsys.readouterr().out.splitlines()
+    assert first == f"wrote {tmp_path / 'o' / 'model.onnx'} (decoder, fused, fp32, opset 17)"
     assert last.startswith(f"int8 weights: perplexity on {text} (299 tokens): fp32 ")
     assert "-> int8 " in last and "top-1 agreement" in last
     assert main(["info", str(tmp_path / "o")]) == 0
     info = capsys.readouterr().out
     assert "format      onnx\n" in info and "dtype       fp32 (int8 matrix weights)\n" in info
-    assert "graph       ONNX decoder, opset 17 (run with --backend onnxruntime)\n" in info
+    assert "graph       ONNX decoder (fused operators), opset 17 (run with --backend onnxruntime)\n" in info
     assert main(["export", "onnx", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "p"),
                  "--quantize", "int8", "--eval-text", str(tmp_path)]) == 1
     assert capsys.readouterr().err == f"gpt2kit: error: --eval-text {tmp_path}: is a folder; give a UTF-8 text file\n"

@@ -24,6 +24,7 @@ from gpt2kit.errors import GPT2KitError, ModelNotFoundError
 from gpt2kit.extras import require
 
 MODEL_FILE = "model.onnx"  # the graph in a folder of `gpt2kit export onnx`
+LOGITS_TO_KEEP = "logits_to_keep"  # an optional input of the fused graph (export/fused.py)
 NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -77,6 +78,8 @@ class OrtDecoder:
         self.session, self.config, self.generation_config, self.dtype = session, config, generation_config, dtype
         self.past_names = [f"past_key_values.{i}.{kv}" for i in range(config.n_layer) for kv in ("key", "value")]
         self.present_names = [f"present.{i}.{kv}" for i in range(config.n_layer) for kv in ("key", "value")]
+        # the fused graph's optional input: logits for the last N positions only (a prefill needs one)
+        self.keeps_logits = LOGITS_TO_KEEP in {i.name for i in session.get_inputs()}
 
     @property
     def device(self) -> torch.device:
@@ -108,7 +111,10 @@ class OrtDecoder:
         pasts = cache.values if cache is not None else empty_past(self.config, B, NUMPY_DTYPES[self.dtype])
         for name, value in zip(self.past_names, pasts, strict=True):
             binding.bind_ortvalue_input(name, value)
-        logits = torch.empty(B, T, self.config.vocab_size, dtype=TORCH_DTYPES[self.dtype])
+        kept = 1 if last_only and self.keeps_logits else T
+        if kept != T:
+            binding.bind_cpu_input(LOGITS_TO_KEEP, np.array(kept, dtype=np.int64))
+        logits = torch.empty(B, kept, self.config.vocab_size, dtype=TORCH_DTYPES[self.dtype])
         binding.bind_output("logits", "cpu", 0, NUMPY_DTYPES[self.dtype], list(logits.shape), logits.data_ptr())
         for name in self.present_names:  # allocated by ONNX Runtime (from its arena), kept as they are
             binding.bind_output(name, "cpu")
@@ -122,7 +128,7 @@ def check_graph(session, config: GPT2Config, path: Path) -> None:
     """Refuse a graph whose inputs or outputs are not the decoder graph's for `config`."""
     from gpt2kit.export.graphs import input_names, output_names
 
-    got = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    got = ([i.name for i in session.get_inputs() if i.name != LOGITS_TO_KEEP], [o.name for o in session.get_outputs()])
     expected = (input_names("decoder", config.n_layer), output_names("decoder", config.n_layer))
     if got != expected:
         shown = ", ".join(got[0][:4]) + (", ..." if len(got[0]) > 4 else "")
@@ -140,8 +146,8 @@ def onnx_cache_dir() -> Path:
 
 def exported(model: str | Path | None, dtype: torch.dtype) -> Path:
     """The folder of an ONNX export of `model`: `model` itself when it is one; otherwise the export of
-    it in the cache (keyed by the model's path, its files' sizes and times, and the dtype), written
-    now if it is not there yet, which is said on stderr."""
+    it in the cache (keyed by the model's path, its files' sizes and times, and the dtype; in fp32
+    the fused graph), written now if it is not there yet, which is said on stderr."""
     from gpt2kit.export import export_onnx
     from gpt2kit.weights.resolve import DEFAULT_NAME, resolve_model_path
 
@@ -152,7 +158,7 @@ def exported(model: str | Path | None, dtype: torch.dtype) -> Path:
     names = {v: k for k, v in TORCH_DTYPES.items()}
     if dtype not in names:
         raise GPT2KitError(f"the onnxruntime backend runs fp32 or fp16 graphs, not {str(dtype).removeprefix('torch.')}")
-    key = hashlib.sha256(f"{path.resolve()}|{names[dtype]}".encode())
+    key = hashlib.sha256(f"v2|{path.resolve()}|{names[dtype]}".encode())  # v2: fp32 exports are fused
     for f in ([path] if path.is_file() else sorted(p for p in folder.iterdir() if p.is_file())):
         stat = f.stat()
         key.update(f"|{f.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -160,7 +166,8 @@ def exported(model: str | Path | None, dtype: torch.dtype) -> Path:
     if not (target / MODEL_FILE).is_file():
         print(f"gpt2kit: exporting {DEFAULT_NAME if model is None else model} to ONNX ({names[dtype]}) in {target} "
               "for the onnxruntime backend (first use: later runs load it from there)", file=sys.stderr, flush=True)
-        export_onnx(path, target, dtype=names[dtype], overwrite=True)
+        # fp32: the fused graph, ONNX Runtime's fastest; fp16: the traced one (the fused one is fp32)
+        export_onnx(path, target, dtype=names[dtype], overwrite=True, fused=names[dtype] == "fp32")
     return target
 
 

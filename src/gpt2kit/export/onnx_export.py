@@ -23,6 +23,7 @@ import torch
 
 from gpt2kit.backends.onnxruntime_backend import MODEL_FILE
 from gpt2kit.errors import GPT2KitError
+from gpt2kit.export.fused import write_fused_graph
 from gpt2kit.export.graphs import VARIANTS, dynamic_axes, example_inputs, graph_module, input_names, output_names
 from gpt2kit.export.quantize import METHOD, QUANTIZATIONS, perplexity_change, quantize_int8
 from gpt2kit.extras import require
@@ -31,6 +32,7 @@ from gpt2kit.model.gpt2 import GPT2
 MIN_OPSET = 14  # the exporter writes scaled_dot_product_attention from opset 14 on
 MAX_OPSET = 20  # the newest opset PyTorch's TorchScript exporter supports
 DEFAULT_OPSET = 17  # the first with LayerNormalization as one node
+FUSED_MIN_OPSET = 17  # the fused graph writes LayerNormalization
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 DATA_FILE = "model.onnx.data"  # the weights, when the graph would pass protobuf's 2 GB limit
 EXTERNAL_DATA_BYTES = 2**31 - 2**26  # weights above this go to DATA_FILE (room left for the graph itself)
@@ -52,9 +54,13 @@ class ExportResult:
     external_data: bool  # weights in DATA_FILE beside the graph
     parity: dict[str, Any] = field(default_factory=dict)  # what parity.json holds
     quantize: str | None = None  # int8: the matrix weights (parity["quantization"] has the perplexities)
+    fused: bool = False  # written with ONNX Runtime's fused operators (export/fused.py)
 
 
-def check_options(opset: int, dtype: str, variant: str, quantize: str | None = None) -> None:
+def check_options(opset: int, dtype: str, variant: str, quantize: str | None = None, fused: bool = False) -> None:
+    if fused and (variant != "decoder" or dtype != "fp32" or opset < FUSED_MIN_OPSET):
+        raise ExportError(f"--fused writes the fp32 decoder graph at opset {FUSED_MIN_OPSET} or newer (its LayerNorm), "
+                          f"not --variant {variant} --dtype {dtype} --opset {opset}")
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise ExportError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
@@ -85,7 +91,8 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int = DEFAULT_OPSET,
                 dtype: str = "fp32", variant: str = "decoder", overwrite: bool = False, quantize: str | None = None,
-                eval_text: str | Path | None = None, eval_tokens: int | None = None) -> ExportResult:
+                eval_text: str | Path | None = None, eval_tokens: int | None = None,
+                fused: bool = False) -> ExportResult:
     """Export `model` (a name or path as `gpt2kit.load` takes, None for the shipped model, or a GPT2)
     to an ONNX model folder `out`.
 
@@ -97,8 +104,11 @@ def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int 
     quantize "int8": the checked fp32 graph's matrix weights become int8 (export/quantize.py), and
     the perplexity of both graphs on `eval_text` (a file; default the held-out end of the shipped
     model's training text), its first `eval_tokens` tokens when given, goes into parity.json.
+
+    fused: the decoder graph written with ONNX Runtime's fused operators (export/fused.py): same
+    inputs and outputs (plus an optional `logits_to_keep`), faster on ONNX Runtime, runs nowhere else.
     """
-    check_options(opset, dtype, variant, quantize)
+    check_options(opset, dtype, variant, quantize, fused)
     text, text_name = _eval_text(eval_text) if quantize else (None, None)
     out = Path(out)
     check_out(out, overwrite)
@@ -114,12 +124,16 @@ def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int 
 
     def write(tmp: Path) -> None:
         nonlocal report, external
-        external = _write_graph(gpt2, variant, opset, tmp / MODEL_FILE)
+        if fused:
+            external = write_fused_graph(gpt2, tmp / MODEL_FILE, opset, EXTERNAL_DATA_BYTES, DATA_FILE)
+        else:
+            external = _write_graph(gpt2, variant, opset, tmp / MODEL_FILE)
         if external and quantize:
             raise ExportError(f"--quantize {quantize}: this graph's weights pass 2 GB (external data), which "
                               "the quantizer here does not take; export without --quantize")
         onnx.checker.check_model(str(tmp / MODEL_FILE))  # by path: works past 2 GB too
-        graph = {"file": MODEL_FILE, "variant": variant, "dtype": dtype, "opset": opset}
+        graph = {"file": MODEL_FILE, "variant": variant, "dtype": dtype, "opset": opset} | (
+            {"fused": True} if fused else {})
         gpt2.config.save(tmp / "config.json", extra={"gpt2kit": metadata | {
             "onnx": graph | ({"quantize": quantize} if quantize else {})}})
         generation = gpt2.generation_config or {"bos_token_id": gpt2.config.bos_token_id,
@@ -148,7 +162,7 @@ def export_onnx(model: str | Path | GPT2 | None, out: str | Path, *, opset: int 
     if not external:  # a larger model exported here before left its weights file
         (out / DATA_FILE).unlink(missing_ok=True)
     return ExportResult(out, out / MODEL_FILE, variant, dtype, opset, tuple(names_in), tuple(names_out), external,
-                        report, quantize)
+                        report, quantize, fused)
 
 
 def _eval_text(path: str | Path | None) -> tuple[str, str]:

@@ -24,10 +24,14 @@ METHOD = ("onnxruntime quantize_dynamic: int8 weights per output channel of ever
 def quantize_int8(source: Path, target: Path) -> None:
     """Write `source`'s graph with int8 matrix weights to `target`."""
     quantization = require("onnxruntime.quantization", "onnx", "int8 quantization")
+    from onnx import TensorProto
+
     logging.disable(logging.WARNING)  # its advice to run a pre-processing step, logged on the root logger
     try:
         quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8,
-                                      per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
+                                      per_channel=True, op_types_to_quantize=["MatMul", "Gemm"],
+                                      # the fused graph's operators have no type inference in the quantizer
+                                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
     finally:
         logging.disable(logging.NOTSET)
 
