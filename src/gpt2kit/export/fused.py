@@ -53,10 +53,8 @@ class _Graph:
 
 
 def _weights(model: GPT2) -> dict[str, np.ndarray]:
-    from gpt2kit.training.lora import has_lora, merged_state
-
-    state = merged_state(model) if has_lora(model) else model.state_dict()
-    return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in state.items()}
+    """The model's plain weights as fp32 arrays (export_onnx hands over a GPT2 with LoRA folded in)."""
+    return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in model.state_dict().items()}
 
 
 def _attention_bias(g: _Graph) -> str:

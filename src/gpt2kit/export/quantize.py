@@ -42,10 +42,11 @@ def perplexity_change(before: Path, after: Path, config, text: str, text_name: s
     from gpt2kit.backends.onnxruntime_backend import OrtDecoder, inference_session
     from gpt2kit.evaluation.perplexity import perplexity
 
+    ids = tokenizer.encode(text)  # once, for both graphs
     values = {}
     for name, path in (("fp32", before), ("int8", after)):
         decoder = OrtDecoder(inference_session(path), config, {}, "fp32")
-        result = perplexity(decoder, text, tokenizer=tokenizer, max_tokens=max_tokens)
+        result = perplexity(decoder, ids, max_tokens=max_tokens)
         values[name] = result.value
     return {"text": text_name, "tokens": result.tokens, "fp32": values["fp32"], "int8": values["int8"],
             "change": values["int8"] / values["fp32"] - 1}
