@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from gpt2kit import GPT2, generate
 from gpt2kit.model.packing import PackedLinear, WatchedParameter, packable, packing_available
 from gpt2kit.training.lora import add_lora, merge_lora
 from helpers import random_model, tiny_config
@@ -194,3 +195,22 @@ def test_a_packed_model_can_be_copied():
     twin.unpack_weights()
     assert (packed - logits(twin)).abs().max() <= 1e-4
     assert (packed - expected).abs().max() > 1e-3
+
+
+def test_a_model_in_eval_mode_packs_on_its_first_decode(tmp_path):
+    random_model().save_pretrained(tmp_path)
+    fresh = GPT2.from_pretrained(tmp_path)  # what a user has before any pack_weights() call
+    assert fresh._packed_head is None
+    ids = generate(fresh, [[464, 2068, 7586]], max_new_tokens=6, do_sample=False)
+    assert fresh._packed_head is not None  # the fast path was taken by itself
+    with torch.no_grad():
+        assert (fresh(IDS) - random_model()(IDS)).abs().max() <= 1e-4  # the packed logits are the plain ones
+    assert ids == generate(fresh, [[464, 2068, 7586]], max_new_tokens=6, do_sample=False)
+
+    training = random_model().train()  # a model being trained (dropout on) is left alone
+    training.new_cache(1, 8)
+    assert training._packed_head is None
+    opted_out = random_model()
+    opted_out.auto_pack = False
+    opted_out.new_cache(1, 8)
+    assert opted_out._packed_head is None

@@ -114,6 +114,9 @@ class GPT2(nn.Module):
         if not config.tie_word_embeddings:  # otherwise the head is wte itself
             self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self._packed_head = None  # set by pack_weights()
+        # pack on the first incremental decode of a model in eval mode (new_cache), so a model fresh
+        # from from_pretrained decodes on the fast path without a pack_weights() call
+        self.auto_pack = True
         self.gradient_checkpointing = False  # recompute each block's activations in backward (training)
         if not any(p.is_meta for p in self.parameters()):
             self.reset_parameters()
@@ -180,6 +183,9 @@ class GPT2(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def new_cache(self, batch_size: int, max_length: int | None = None) -> KVCache:
+        """A KV cache for decoding `batch_size` rows; also packs the weights (see `auto_pack`)."""
+        if self.auto_pack and not self.training and self._packed_head is None:
+            self.pack_weights()  # False, and nothing changed, off the CPU or where oneDNN cannot pack
         return KVCache(self.config, batch_size, max_length, device=self.device, dtype=self.dtype)
 
     def hidden_states(
