@@ -22,7 +22,8 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="src_format", default="auto", choices=("auto", *FORMATS),
                    help="source format; auto (default) detects it from the files")
     p.add_argument("--to", dest="dst_format", default="hf", choices=WRITABLE,
-                   help="hf: gpt2kit / Hugging Face folder (default); openai: OpenAI's TensorFlow layout")
+                   help="hf: gpt2kit / Hugging Face folder (default); openai: OpenAI's TensorFlow layout; "
+                        "mindspore: MindSpore GPT-2's gpt2.ckpt + hparams.json")
     p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                    help="store weights in this dtype (default: keep the source's)")
     p.add_argument("--overwrite", action="store_true", help="write into a DST that already holds files")

@@ -25,11 +25,13 @@ KINDS = {
     "torch": "a PyTorch state dict",
     "tf-index": "a TensorFlow checkpoint index",
     "mindspore": "a MindSpore checkpoint",
+    "gguf": "a GGUF file",
 }
 
 
 def file_kind(path: Path) -> str | None:
-    """"safetensors", "torch", "tf-index" (TensorBundle .index), "mindspore" (.ckpt protobuf), or None."""
+    """"safetensors", "torch", "tf-index" (TensorBundle .index), "mindspore" (.ckpt protobuf), "gguf",
+    or None."""
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
@@ -38,6 +40,8 @@ def file_kind(path: Path) -> str | None:
             tail = f.read(8)
     except OSError:
         return None
+    if head.startswith(b"GGUF"):
+        return "gguf"
     if _is_safetensors(head, size):
         return "safetensors"
     if _is_torch(path, head):

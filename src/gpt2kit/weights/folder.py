@@ -29,10 +29,10 @@ from gpt2kit.weights.layouts import collect
 from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
-FORMATS = ("hf", "openai", "mindspore")
-WRITABLE = ("hf", "openai")
-KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore"}
-SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore"}
+FORMATS = ("hf", "openai", "mindspore", "gguf")
+WRITABLE = ("hf", "openai", "mindspore", "gguf")
+KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore", "gguf": "gguf"}
+SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore", ".gguf": "gguf"}
 
 
 def detect_format(path: Path) -> str:
@@ -56,6 +56,8 @@ def detect_format(path: Path) -> str:
         return "openai"
     if any(file_kind(p) == "mindspore" for p in sorted(path.glob("*.ckpt"))):
         return "mindspore"
+    if any(file_kind(p) == "gguf" for p in sorted(path.glob("*.gguf"))):
+        return "gguf"
     # nothing readable: the format the names suggest, whose reader says what is wrong
     if (path / "config.json").is_file() or hf is not None:
         return "hf"
@@ -63,9 +65,11 @@ def detect_format(path: Path) -> str:
         return "openai"
     if any(path.glob("*.ckpt")):
         return "mindspore"
+    if any(path.glob("*.gguf")):
+        return "gguf"
     raise WeightsError(
         f"{path}: no model in a known format (looked for config.json + {' / '.join(WEIGHT_FILES)} (Hugging Face), "
-        "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore))")
+        "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore), *.gguf (llama.cpp))")
 
 
 def model_folder(path: Path) -> Path:
@@ -93,10 +97,11 @@ def _read_hf(path: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[st
 
 
 def _readers() -> dict[str, Callable]:
+    from gpt2kit.weights.gguf_file import read_gguf
     from gpt2kit.weights.mindspore import read_mindspore
     from gpt2kit.weights.openai import read_openai
 
-    return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore}
+    return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore, "gguf": read_gguf}
 
 
 def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None
@@ -202,6 +207,28 @@ def check_writable(fmt: str) -> None:
         raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(WRITABLE)}")
 
 
+def write_hf(model: GPT2, state: dict[str, torch.Tensor], folder: Path, tokenizer: Any,
+             metadata: dict[str, Any] | None) -> None:
+    """config.json, model.safetensors, generation_config.json and the tokenizer files."""
+    write_safetensors(state, folder / "model.safetensors")
+    model.config.save(folder / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
+    # the model's own generation_config.json keys (pad, several eos, ...) are kept over config.json's
+    generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id,
+                  **getattr(model, "generation_config", {})}
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    tokenizer.save_pretrained(folder, model_max_length=model.config.n_positions)
+
+
+def _writers() -> dict[str, Callable]:
+    """Each writable format's writer: (model, its state dict on the CPU, an empty temporary folder,
+    tokenizer, metadata) -> the format's files in that folder."""
+    from gpt2kit.weights.gguf_file import write_gguf
+    from gpt2kit.weights.mindspore import write_mindspore
+    from gpt2kit.weights.openai import write_openai
+
+    return {"hf": write_hf, "openai": write_openai, "mindspore": write_mindspore, "gguf": write_gguf}
+
+
 def save_model(
     model: GPT2,
     path: str | Path,
@@ -211,27 +238,12 @@ def save_model(
     fmt: str = "hf",
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write a model folder: Hugging Face layout (config.json, model.safetensors,
-    generation_config.json, tokenizer files) or OpenAI's TensorFlow layout (fmt="openai").
-    `metadata` goes into config.json (Hugging Face folders only): say where the model came from."""
+    """Write a model folder in `fmt` (one of WRITABLE; hf: config.json, model.safetensors,
+    generation_config.json, tokenizer files). `metadata` goes into config.json (Hugging Face
+    folders only): say where the model came from."""
     from gpt2kit.tokenizer import Tokenizer
 
+    check_writable(fmt)
     tokenizer = tokenizer or Tokenizer.from_pretrained()
     state = {k: v.detach().to("cpu", dtype or v.dtype) for k, v in model.state_dict().items()}
-
-    def write_hf(tmp: Path) -> None:
-        write_safetensors(state, tmp / "model.safetensors")
-        model.config.save(tmp / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
-        # the model's own generation_config.json keys (pad, several eos, ...) are kept over config.json's
-        generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id,
-                      **getattr(model, "generation_config", {})}
-        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-        tokenizer.save_pretrained(tmp, model_max_length=model.config.n_positions)
-
-    def write_openai_folder(tmp: Path) -> None:
-        from gpt2kit.weights.openai import write_openai
-
-        write_openai(state, model.config, tmp, tokenizer)
-
-    check_writable(fmt)
-    return atomic_folder(Path(path), {"hf": write_hf, "openai": write_openai_folder}[fmt])
+    return atomic_folder(Path(path), lambda tmp: _writers()[fmt](model, state, tmp, tokenizer, metadata))

@@ -1,9 +1,10 @@
 """How each checkpoint format names and shapes GPT-2's tensors, as declarative key maps.
 
 gpt2kit's names are the module names of `GPT2` (`h.3.attn.c_attn.weight`, ...), with
-linear weights [out, in] as nn.Linear holds them. Every format in the field stores
-those four linear weights as [in, out] (OpenAI's Conv1D, with a leading 1 in the
-TensorFlow release); the transpose happens here and nowhere else.
+linear weights [out, in] as nn.Linear holds them. OpenAI's TensorFlow release (with a
+leading 1), MindSpore and Hugging Face store those four linear weights as [in, out]
+(OpenAI's Conv1D); GGUF, nanoGPT and llm.c as [out, in]. The transpose happens here
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Layout:
     name: str
     names: dict[str, str]  # our name template -> file name template ("{}" is the layer)
     leading_one: bool = False  # linear weights stored [1, in, out]
+    in_out: bool = True  # linear weights stored [in, out] (Conv1D); False: [out, in] as ours
     ignore: Callable[[str], bool] = lambda name: False  # file tensors that are not weights of ours
 
     def file_name(self, ours: str) -> str:
@@ -69,17 +71,17 @@ class Layout:
         return self.names["h.{}." + m.group(2)].format(m.group(1))
 
     def file_shape(self, ours: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-        if not ours.endswith(LINEAR_WEIGHTS):
+        if not ours.endswith(LINEAR_WEIGHTS) or not self.in_out:
             return shape
         return ((1,) if self.leading_one else ()) + tuple(reversed(shape))
 
     def to_ours(self, ours: str, t: torch.Tensor) -> torch.Tensor:
-        if ours.endswith(LINEAR_WEIGHTS):
+        if ours.endswith(LINEAR_WEIGHTS) and self.in_out:
             t = (t[0] if self.leading_one else t).t()
         return t
 
     def to_file(self, ours: str, t: torch.Tensor) -> torch.Tensor:
-        if ours.endswith(LINEAR_WEIGHTS):
+        if ours.endswith(LINEAR_WEIGHTS) and self.in_out:
             t = t.t().contiguous()
             if self.leading_one:
                 t = t.unsqueeze(0)
@@ -134,6 +136,19 @@ MINDSPORE = Layout("mindspore", {
 }, ignore=lambda name: name.startswith(("moments.", "adam_", "global_step", "learning_rate", "beta1_power",
                                           "beta2_power", "current_iterator_step", "last_overflow_iterator_step",
                                           "epoch_num", "step_num", "loss_scale")))
+
+# llama.cpp's names for architecture "gpt2" (gguf.constants); `output.weight` only when the head is untied
+GGUF = Layout("gguf", {
+    "wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",
+    "h.{}.ln_1.weight": "blk.{}.attn_norm.weight", "h.{}.ln_1.bias": "blk.{}.attn_norm.bias",
+    "h.{}.attn.c_attn.weight": "blk.{}.attn_qkv.weight", "h.{}.attn.c_attn.bias": "blk.{}.attn_qkv.bias",
+    "h.{}.attn.c_proj.weight": "blk.{}.attn_output.weight", "h.{}.attn.c_proj.bias": "blk.{}.attn_output.bias",
+    "h.{}.ln_2.weight": "blk.{}.ffn_norm.weight", "h.{}.ln_2.bias": "blk.{}.ffn_norm.bias",
+    "h.{}.mlp.c_fc.weight": "blk.{}.ffn_up.weight", "h.{}.mlp.c_fc.bias": "blk.{}.ffn_up.bias",
+    "h.{}.mlp.c_proj.weight": "blk.{}.ffn_down.weight", "h.{}.mlp.c_proj.bias": "blk.{}.ffn_down.bias",
+    "ln_f.weight": "output_norm.weight", "ln_f.bias": "output_norm.bias",
+    HEAD: "output.weight",
+}, in_out=False)
 
 
 def expected_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:

@@ -135,3 +135,19 @@ def write_ckpt(tensors: dict[str, torch.Tensor], path: Path) -> None:
                  + pb.field_bytes(3, t.reshape(-1).view(torch.uint8).numpy().tobytes()))
         out += pb.field_bytes(1, pb.field_bytes(1, tag.encode()) + pb.field_bytes(2, proto))
     path.write_bytes(bytes(out))
+
+
+def write_mindspore(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, metadata=None) -> None:
+    """A folder MindSpore GPT-2's scripts load (`load_checkpoint` of gpt2.ckpt), with the hparams.json
+    that carries its shape (the .ckpt has no head count) and the tokenizer's encoder.json / vocab.bpe."""
+    import shutil
+
+    config = model.config
+    options = config.non_default_options()
+    if options:
+        raise WeightsError(f"MindSpore GPT-2 cannot hold {options[0]}: {str(getattr(config, options[0])).lower()} "
+                           "(its network has no such option); save this model in the hf format")
+    config.save(folder / "hparams.json")
+    write_ckpt({name: tensor() for name, tensor in MINDSPORE.export(state).items()}, folder / "gpt2.ckpt")
+    shutil.copyfile(tokenizer.vocab_file, folder / "encoder.json")
+    shutil.copyfile(tokenizer.merges_file, folder / "vocab.bpe")

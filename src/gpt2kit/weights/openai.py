@@ -59,8 +59,9 @@ def read_openai(path: Path, dtype: torch.dtype | None = None) -> tuple[GPT2Confi
     return config, collect(OPENAI, bundle, config, bundle.index_path, "hparams.json", dtype)
 
 
-def write_openai(state: dict[str, torch.Tensor], config: GPT2Config, folder: Path, tokenizer) -> None:
+def write_openai(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, metadata=None) -> None:
     """Write the OpenAI layout into an existing (empty, temporary) folder."""
+    config = model.config
     options = config.non_default_options()
     if options:
         raise WeightsError(f"the OpenAI TensorFlow layout cannot hold {options[0]}: "
