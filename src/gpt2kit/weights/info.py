@@ -46,6 +46,10 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         bundle = TensorBundle(checkpoint_prefix(path))
         names = {OPENAI.file_name(n) for n in expected_shapes(config)}
         dtypes = {dtype_name(e.dtype) for name, e in bundle.entries.items() if name in names}
+    elif fmt == "gguf":
+        from gpt2kit.weights.gguf_file import describe_gguf
+
+        config, dtypes = describe_gguf(path)
     else:
         ckpt = find_ckpt(path)
         tensors = strip_prefix(read_ckpt(ckpt))
