@@ -211,8 +211,8 @@ def _tied(file: GGUFFile) -> bool:
     head, wte = GGUF.file_name(HEAD), GGUF.file_name("wte.weight")
     if head not in file.tensors:
         return True
-    same_kind = file.tensors[head].kind == file.tensors[wte].kind and file.tensors[head].shape == file.tensors[wte].shape
-    return same_kind and np.array_equal(file.raw(head), file.raw(wte))
+    a, b = file.tensors[head], file.tensors[wte]
+    return (a.kind, a.shape) == (b.kind, b.shape) and np.array_equal(file.raw(head), file.raw(wte))
 
 
 def gpt2_tokens(tokenizer) -> list[str]:
@@ -279,7 +279,8 @@ class _Writer:
 
     def add_tensor(self, name: str, tensor: torch.Tensor) -> None:
         t = tensor.detach().to("cpu").contiguous()
-        self.tensors.append((name, TORCH_TYPES[t.dtype], tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes()))
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        self.tensors.append((name, TORCH_TYPES[t.dtype], tuple(t.shape), data))
 
     def write(self, path: Path) -> None:
         def pad(n: int) -> int:
