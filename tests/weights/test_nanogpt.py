@@ -119,3 +119,6 @@ def test_writer_refuses_what_nanogpt_cannot_hold(tmp_path):
         with pytest.raises(WeightsError) as err:
             save_model(random_model(tiny_config(**{option: value})), tmp_path / option, fmt="nanogpt")
         one_line(err, "nanoGPT", option)
+    with pytest.raises(WeightsError) as err:
+        save_model(random_model(tiny_config(vocab_size=300)), tmp_path / "small", fmt="nanogpt")
+    one_line(err, "300 tokens", "character-level")

@@ -104,6 +104,9 @@ def write_nanogpt(model: Any, state: dict[str, torch.Tensor], folder: Path, toke
     if departures:
         raise WeightsError(f"nanoGPT's GPT cannot hold {departures[0]} (its network has no such option); "
                            "save this model in the hf format")
+    if config.vocab_size < GPT2_VOCAB:  # nanoGPT's sample.py would encode with GPT-2's tokenizer all the same
+        raise WeightsError(f"a model of {config.vocab_size} tokens, fewer than GPT-2's {GPT2_VOCAB}: nanoGPT would "
+                           "take it for a character-level run; save this model in the hf format")
     weights = {name: tensor() for name, tensor in NANOGPT.export(state).items()}
     weights[HEAD] = weights[NANOGPT.file_name("wte.weight")]  # as nanoGPT's own state_dict: one tensor, two names
     model_args = dict(n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
