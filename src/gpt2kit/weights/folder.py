@@ -217,7 +217,8 @@ def _move_order(name: str) -> int:
     last of all, after the weights file it points to."""
     if name.endswith(".onnx"):
         return 2
-    return int("safetensors" in name or ".data-" in name or name.endswith(".onnx.data") or name in ("model.bin", "ckpt.pt"))
+    return int("safetensors" in name or ".data-" in name or name.endswith(".onnx.data")
+               or name in ("model.bin", "ckpt.pt"))
 
 
 def check_writable(fmt: str) -> None:

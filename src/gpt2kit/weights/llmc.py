@@ -113,7 +113,8 @@ def find_llmc(path: Path) -> Path:
     if not found and (path / FILE_NAME).is_file():
         return path / FILE_NAME  # not llm.c's magic: its reader says what it holds
     names = ", ".join(p.name for p in found)
-    raise WeightsError(f"{path}: expected one llm.c model .bin file, found {len(found)}{f' ({names}): name one' if found else ''}")
+    raise WeightsError(f"{path}: expected one llm.c model .bin file, found {len(found)}"
+                       f"{f' ({names}): name one' if found else ''}")
 
 
 def read_llmc(path: Path, dtype: torch.dtype | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:

@@ -23,7 +23,6 @@ import torch
 
 from gpt2kit.config import EOT_TOKEN_ID, GPT2Config
 from gpt2kit.errors import ConfigError, WeightsError
-
 from gpt2kit.weights.files import file_kind
 from gpt2kit.weights.hf import torch_load
 from gpt2kit.weights.layouts import HEAD, NANOGPT, DictSource, collect
