@@ -73,16 +73,36 @@ def assert_user_error(result, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def hf_from_arrays(arrays: dict, names: dict, config: GPT2Config):
+def hf_from_arrays(arrays: dict, names: dict, config: GPT2Config, out_in: bool = False):
     """A transformers GPT2LMHeadModel holding reference arrays (file name -> numpy array), mapped by
-    `names` (transformers name -> file name). Conv1D weights are [in, out] in every format, so only
-    the leading 1 of OpenAI's is squeezed: an independent path from gpt2kit's loaders."""
+    `names` (transformers name -> file name). Conv1D weights are [in, out] in the TensorFlow-born
+    formats, so only the leading 1 of OpenAI's is squeezed; `out_in`: the arrays hold the 2-D
+    linear weights [out, in] (nn.Linear's, as llm.c and nanoGPT): they are transposed. An
+    independent path from gpt2kit's loaders."""
     import transformers
 
     model = transformers.GPT2LMHeadModel(hf_config(config)).eval()
-    state = {k: torch.from_numpy(arrays[v].reshape(model.state_dict()[k].shape).copy()).float()
-             for k, v in names.items()}
+
+    linear = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+    def array(k: str, v: str):
+        a = arrays[v].T if out_in and k.endswith(linear) else arrays[v]
+        return torch.from_numpy(a.reshape(model.state_dict()[k].shape).copy()).float()
+
+    state = {k: array(k, v) for k, v in names.items()}
     state["lm_head.weight"] = state["transformer.wte.weight"]
     missing, _ = model.load_state_dict(state, strict=False)
     assert not [m for m in missing if not m.endswith((".attn.bias", ".attn.masked_bias"))], missing
     return model
+
+
+def unxz(src, folder, name: str | None = None):
+    """Decompress a fixture `X.xz` into `folder` (as X, or `name`); the path written."""
+    import lzma
+    from pathlib import Path
+
+    out = Path(folder) / (name or Path(src).name.removesuffix(".xz"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with lzma.open(src) as f:
+        out.write_bytes(f.read())
+    return out

@@ -89,6 +89,17 @@ class GPT2Config:
         defaults = GPT2Config.__dataclass_fields__
         return [name for name in HF_OPTIONS if getattr(self, name) != defaults[name].default]
 
+    def departures(self) -> list[str]:
+        """What sets this model apart from GPT-2's own network, as "name: value": the options above,
+        an MLP width other than 4 * n_embd, a LayerNorm epsilon other than 1e-5. Programs with the
+        network written in (llm.c, nanoGPT) hold none of these."""
+        found = [f"{name}: {str(getattr(self, name)).lower()}" for name in self.non_default_options()]
+        if self.inner_dim != 4 * self.n_embd:
+            found.append(f"n_inner: {self.n_inner}")
+        if self.layer_norm_epsilon != 1e-5:
+            found.append(f"layer_norm_epsilon: {self.layer_norm_epsilon}")
+        return found
+
     # ---- presets -------------------------------------------------------------------------
 
     @classmethod

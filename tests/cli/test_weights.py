@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import filecmp
 import hashlib
@@ -42,6 +43,47 @@ def test_convert_mindspore_with_dtype(tmp_path):
     assert result.returncode == 0, result.stderr
     info = run_cli("info", "--model", str(tmp_path / "m"))
     assert "fp16" in info.stdout and "mindspore" in info.stdout
+
+
+def test_convert_to_llmc_and_nanogpt_and_back(tmp_path):
+    from helpers import unxz
+
+    src = unxz(FIXTURES / "nanogpt" / "ckpt.pt.xz", tmp_path / "src")
+    result = run_cli("convert", str(src), str(tmp_path / "llmc"), "--to", "llmc", "--dtype", "bf16")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "llmc").iterdir()) == ["gpt2_tokenizer.bin", "model.bin"]
+    info = run_cli("info", str(tmp_path / "llmc"))
+    assert info.returncode == 0, info.stderr
+    assert "format      llmc" in info.stdout and "dtype       bf16" in info.stdout
+    result = run_cli("convert", str(tmp_path / "llmc"), str(tmp_path / "nano"), "--to", "nanogpt")
+    assert result.returncode == 0, result.stderr
+    info = run_cli("info", str(tmp_path / "nano" / "ckpt.pt"))
+    assert "format      nanogpt" in info.stdout and "dtype       bf16" in info.stdout
+    ours = GPT2.from_pretrained(src).to(torch.bfloat16).float()
+    back = GPT2.from_pretrained(tmp_path / "nano", dtype=torch.float32)
+    ids = torch.randint(0, 50257, (1, 16))
+    with torch.no_grad():
+        assert torch.equal(ours(ids), back(ids))
+    shape = f"{back.config.n_layer} layers, {back.config.n_head} heads, {back.config.n_embd} embedding"
+    assert shape in info.stdout
+
+
+def test_llmc_and_nanogpt_errors(tmp_path):
+    from helpers import unxz
+
+    data = unxz(FIXTURES / "llmc" / "model.bin.xz", tmp_path).read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[:5000])
+    assert_user_error(run_cli("info", str(tmp_path / "cut.bin")), "cut.bin", "truncated", "expected")
+    (tmp_path / "magic.bin").write_bytes(b"\0\0\0\0" + data[4:])
+    assert_user_error(run_cli("convert", str(tmp_path / "magic.bin"), str(tmp_path / "o")), "magic")
+    assert_user_error(run_cli("convert", str(FIXTURES / "openai" / "tiny"), str(tmp_path / "o"), "--to", "llmc",
+                              "--dtype", "fp16"), "fp32 or bf16")
+    ckpt = unxz(FIXTURES / "nanogpt" / "ckpt.pt.xz", tmp_path / "nano")
+    state = torch.load(ckpt, weights_only=True)
+    state["config"] = argparse.Namespace(lr=6e-4)
+    torch.save(state, ckpt)
+    assert_user_error(run_cli("generate", "--model", str(tmp_path / "nano"), "--prompt", "Hi", "--max-new-tokens", "2"),
+                      "ckpt.pt", "refused to unpickle")
 
 
 def test_convert_errors(tmp_path):

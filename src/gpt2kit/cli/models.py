@@ -38,6 +38,8 @@ def run_info(args: argparse.Namespace) -> int:
         g = info["graph"]
         print(f"graph       ONNX {g.get('variant', 'decoder')}{' (fused operators)' if g.get('fused') else ''}, "
               f"opset {g.get('opset', '?')} (run with --backend onnxruntime)")
+    if info["note"]:
+        print(f"note        {info['note']}")
     print(f"shape       {c.n_layer} layers, {c.n_head} heads, {c.n_embd} embedding, "
           f"{c.n_positions} context, {c.vocab_size} vocabulary")
     print("files")

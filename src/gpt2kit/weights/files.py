@@ -26,12 +26,17 @@ KINDS = {
     "tf-index": "a TensorFlow checkpoint index",
     "mindspore": "a MindSpore checkpoint",
     "gguf": "a GGUF file",
+    "llmc": "an llm.c model.bin",
+    "nanogpt": "a nanoGPT ckpt.pt",
 }
+LLMC_MAGIC = 20240326  # the first int32 of llm.c's model files (its tokenizer file starts with 20240328)
+LLMC_TOKENIZER_MAGIC = 20240328
 
 
 def file_kind(path: Path) -> str | None:
-    """"safetensors", "torch", "tf-index" (TensorBundle .index), "mindspore" (.ckpt protobuf), "gguf",
-    or None."""
+    """"safetensors", "torch", "nanogpt" (a torch zip whose pickle names `model_args`), "tf-index"
+    (TensorBundle .index), "mindspore" (.ckpt protobuf), "gguf", "llmc", "llmc-tokenizer" (no model:
+    llm.c's gpt2_tokenizer.bin), or None."""
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
@@ -44,8 +49,15 @@ def file_kind(path: Path) -> str | None:
         return "gguf"
     if _is_safetensors(head, size):
         return "safetensors"
-    if _is_torch(path, head):
-        return "torch"
+    # llm.c's files open with a magic int32 and nothing else marks them (a truncated header is
+    # still llm.c's: its reader says what is missing)
+    if head[:4] == LLMC_MAGIC.to_bytes(4, "little"):
+        return "llmc"
+    if head[:4] == LLMC_TOKENIZER_MAGIC.to_bytes(4, "little"):
+        return "llmc-tokenizer"
+    torch_kind = _torch_kind(path, head)
+    if torch_kind is not None:
+        return torch_kind
     if size >= 48 and struct.unpack("<Q", tail)[0] == MAGIC:  # leveldb table footer
         return "tf-index"
     if _is_mindspore(head):
@@ -61,15 +73,20 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
-def _is_torch(path: Path, head: bytes) -> bool:
+def _torch_kind(path: Path, head: bytes) -> str | None:
     if head.startswith(b"PK\x03\x04"):  # torch.save's zip archive: <name>/data.pkl inside
         try:
             with zipfile.ZipFile(path) as z:
-                return any(n.endswith("data.pkl") for n in z.namelist())
+                pickle = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                if pickle is None:
+                    return None
+                # nanoGPT's train.py saves its hyperparameters under "model_args": the pickle's bytes
+                # name it (read, never unpickled: only weights_only loads unpickle)
+                return "nanogpt" if b"model_args" in z.read(pickle) else "torch"
         except (zipfile.BadZipFile, OSError):
-            return False
+            return None
     # the legacy format: a pickle (protocol 2+) that starts with torch.save's magic number
-    return head[:1] == b"\x80" and LEGACY_TORCH_MAGIC in head[:32]
+    return "torch" if head[:1] == b"\x80" and LEGACY_TORCH_MAGIC in head[:32] else None
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Load and save models in any supported format.
 
 Loading detects the format from the files (Hugging Face folder, OpenAI TensorFlow
-checkpoint, MindSpore .ckpt), reads our state dict through the format's key map
+checkpoint, MindSpore .ckpt, GGUF, llm.c model.bin, nanoGPT ckpt.pt), reads our state dict through the format's key map
 (layouts.py), builds the model on the meta device and assigns the tensors: no random
 initialisation runs and no second copy of the weights is made.
 """
@@ -29,10 +29,12 @@ from gpt2kit.weights.layouts import collect
 from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
-FORMATS = ("hf", "openai", "mindspore", "gguf")
-WRITABLE = ("hf", "openai", "mindspore", "gguf")
-KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore", "gguf": "gguf"}
-SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore", ".gguf": "gguf"}
+FORMATS = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt")
+WRITABLE = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt")
+KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore", "gguf": "gguf",
+                "llmc": "llmc", "nanogpt": "nanogpt"}
+SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore", ".gguf": "gguf",
+                  ".pt": "nanogpt"}
 
 
 def detect_format(path: Path) -> str:
@@ -43,8 +45,12 @@ def detect_format(path: Path) -> str:
         if path.name.endswith(".index.json"):  # the shard index of sharded safetensors
             return "hf"
         kind = file_kind(path)
+        if kind == "llmc-tokenizer":
+            raise WeightsError(f"{path}: llm.c's tokenizer file, not a model (the model is the .bin beside it)")
         if kind is not None:
             return KIND_FORMATS[kind]
+        if path.suffix == ".bin" and path.name not in WEIGHT_FILES and not (path.parent / "config.json").is_file():
+            return "llmc"  # a Hugging Face .bin has its config.json beside it; llm.c's reader says what is wrong
         if path.suffix in SUFFIX_FORMATS:  # damaged, most likely: that format's reader says how
             return SUFFIX_FORMATS[path.suffix]
         raise WeightsError(f"{path}: a file in no known format (its bytes are not those of "
@@ -58,6 +64,10 @@ def detect_format(path: Path) -> str:
         return "mindspore"
     if any(file_kind(p) == "gguf" for p in sorted(path.glob("*.gguf"))):
         return "gguf"
+    if any(file_kind(p) == "llmc" for p in sorted(path.glob("*.bin"))):
+        return "llmc"
+    if any(file_kind(p) == "nanogpt" for p in sorted(path.glob("*.pt"))):
+        return "nanogpt"
     # nothing readable: the format the names suggest, whose reader says what is wrong
     if (path / "config.json").is_file() or hf is not None:
         return "hf"
@@ -67,9 +77,14 @@ def detect_format(path: Path) -> str:
         return "mindspore"
     if any(path.glob("*.gguf")):
         return "gguf"
+    if (path / "model.bin").is_file():
+        return "llmc"
+    if (path / "ckpt.pt").is_file():
+        return "nanogpt"
     raise WeightsError(
         f"{path}: no model in a known format (looked for config.json + {' / '.join(WEIGHT_FILES)} (Hugging Face), "
-        "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore), *.gguf (llama.cpp))")
+        "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore), *.gguf (llama.cpp), "
+        "*.bin (llm.c), *.pt (nanoGPT))")
 
 
 def model_folder(path: Path) -> Path:
@@ -98,10 +113,13 @@ def _read_hf(path: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[st
 
 def _readers() -> dict[str, Callable]:
     from gpt2kit.weights.gguf_file import read_gguf
+    from gpt2kit.weights.llmc import read_llmc
     from gpt2kit.weights.mindspore import read_mindspore
+    from gpt2kit.weights.nanogpt import read_nanogpt
     from gpt2kit.weights.openai import read_openai
 
-    return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore, "gguf": read_gguf}
+    return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore, "gguf": read_gguf,
+            "llmc": read_llmc, "nanogpt": read_nanogpt}
 
 
 def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None
@@ -199,7 +217,8 @@ def _move_order(name: str) -> int:
     last of all, after the weights file it points to."""
     if name.endswith(".onnx"):
         return 2
-    return int("safetensors" in name or ".data-" in name or name.endswith(".onnx.data"))
+    return int("safetensors" in name or ".data-" in name or name.endswith(".onnx.data")
+               or name in ("model.bin", "ckpt.pt"))
 
 
 def check_writable(fmt: str) -> None:
@@ -223,10 +242,13 @@ def _writers() -> dict[str, Callable]:
     """Each writable format's writer: (model, its state dict on the CPU, an empty temporary folder,
     tokenizer, metadata) -> the format's files in that folder."""
     from gpt2kit.weights.gguf_file import write_gguf
+    from gpt2kit.weights.llmc import write_llmc
     from gpt2kit.weights.mindspore import write_mindspore
+    from gpt2kit.weights.nanogpt import write_nanogpt
     from gpt2kit.weights.openai import write_openai
 
-    return {"hf": write_hf, "openai": write_openai, "mindspore": write_mindspore, "gguf": write_gguf}
+    return {"hf": write_hf, "openai": write_openai, "mindspore": write_mindspore, "gguf": write_gguf,
+            "llmc": write_llmc, "nanogpt": write_nanogpt}
 
 
 def save_model(

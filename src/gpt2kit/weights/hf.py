@@ -10,6 +10,7 @@ import json
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -85,17 +86,23 @@ def open_weights(path: Path) -> tuple[TensorSource, Layout]:
     return source, layout
 
 
-def _read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
+def torch_load(path: Path, what: str = "plain state dicts") -> Any:
+    """A torch.save file, unpickled with weights_only=True only (tensors and plain containers: a
+    pickle can run code); a refusal or a damaged file is one line naming the file."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).splitlines()[0] if str(err) else ""
         raise WeightsError(
             f"{path}: refused to unpickle: the file holds objects other than tensors "
-            f"(only plain state dicts load; {first[:120]})"
+            f"(only {what} load; {first[:120]})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise _corrupt(path, err, "PyTorch") from None
+
+
+def _read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
+    data = torch_load(path)
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path}: expected a state dict of tensors, got {type(data).__name__}")
     return data

@@ -11,8 +11,10 @@ from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.weights.folder import detect_format, model_folder, read_metadata
 from gpt2kit.weights.hf import SAFETENSORS_DTYPES, SafetensorsSource, find_weights_file, open_weights
-from gpt2kit.weights.layouts import MINDSPORE, OPENAI, expected_shapes
+from gpt2kit.weights.layouts import MINDSPORE, NANOGPT, OPENAI, expected_shapes
+from gpt2kit.weights.llmc import find_llmc, read_header
 from gpt2kit.weights.mindspore import find_ckpt, infer_config, read_ckpt, strip_prefix
+from gpt2kit.weights.nanogpt import GPT2_VOCAB, find_ckpt_pt, load_checkpoint, model_state, nanogpt_config
 from gpt2kit.weights.openai import checkpoint_prefix
 from gpt2kit.weights.resolve import resolve_model_path
 from gpt2kit.weights.tensorbundle import TensorBundle
@@ -34,6 +36,7 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
     onnx = _onnx_graph(path)
     fmt = "onnx" if onnx else detect_format(path)
     folder = model_folder(path)
+    note = None
     if onnx:  # a folder of `gpt2kit export onnx`: what the graph computes in, from its notes
         config = GPT2Config.from_hf_dict(read_json(folder / "config.json"), source=str(folder / "config.json"))
         dtypes = {onnx.get("dtype", "fp32") + (f" ({onnx['quantize']} matrix weights)" if onnx.get("quantize") else "")}
@@ -46,6 +49,19 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         bundle = TensorBundle(checkpoint_prefix(path))
         names = {OPENAI.file_name(n) for n in expected_shapes(config)}
         dtypes = {dtype_name(e.dtype) for name, e in bundle.entries.items() if name in names}
+    elif fmt == "llmc":  # the header alone: sizes and version
+        header = read_header(find_llmc(path))
+        config, dtypes = header.config, {dtype_name(header.dtype)}
+    elif fmt == "nanogpt":
+        ckpt = find_ckpt_pt(path)
+        data = load_checkpoint(ckpt)
+        state = model_state(data, ckpt)
+        config = nanogpt_config(data, state, ckpt)
+        names = {NANOGPT.file_name(n) for n in expected_shapes(config)}
+        dtypes = {dtype_name(t.dtype) for name, t in state.items() if name in names}
+        if config.vocab_size > GPT2_VOCAB:
+            note = (f"vocabulary padded to {config.vocab_size} by nanoGPT: ids {GPT2_VOCAB}.. are no tokens of "
+                    "GPT-2's tokenizer (sampling may pick one)")
     elif fmt == "gguf":
         from gpt2kit.weights.gguf_file import describe_gguf
 
@@ -68,6 +84,7 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         "files": {p.name: p.stat().st_size for p in files},
         "metadata": read_metadata(path, "hf" if onnx else fmt),
         "graph": onnx,  # the ONNX export's notes (variant, dtype, opset, quantize), or None
+        "note": note,  # what a user should know of how the format was read, or None
     }
 
 

@@ -151,6 +151,13 @@ GGUF = Layout("gguf", {
 }, in_out=False)
 
 
+# nanoGPT's module names are GPT2LMHeadModel's, its linear layers nn.Linear; `lm_head.weight` is
+# always saved (tied: the same tensor as wte) and old versions save the causal mask `attn.bias`
+NANOGPT = Layout("nanogpt", HF.names, in_out=False, ignore=_hf_ignored)
+# llm.c's model.bin has no names, only an order: OURS (its tensors stacked over layers; llmc.py)
+LLMC = Layout("llmc", {t: t for t in OURS}, in_out=False)
+
+
 def expected_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
     """Our tensor names and shapes for a config, without building weights."""
     from gpt2kit.model.gpt2 import GPT2
