@@ -16,7 +16,7 @@ import torch
 import transformers
 
 from gpt2kit import GPT2
-from helpers import assert_user_error, run_cli
+from helpers import assert_user_error, random_model, run_cli, tiny_config
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 VOCAB = Path(__file__).parents[2] / "src" / "gpt2kit" / "tokenizer" / "data"
@@ -43,6 +43,20 @@ def test_convert_mindspore_with_dtype(tmp_path):
     assert result.returncode == 0, result.stderr
     info = run_cli("info", "--model", str(tmp_path / "m"))
     assert "fp16" in info.stdout and "mindspore" in info.stdout
+
+
+def test_convert_to_gguf_q8_0_and_run_it(tmp_path):
+    random_model(tiny_config(n_embd=64)).save_pretrained(tmp_path / "hf")
+    result = run_cli("convert", str(tmp_path / "hf"), str(tmp_path / "q8"), "--to", "gguf", "--dtype", "q8_0")
+    assert result.returncode == 0, result.stderr
+    info = run_cli("info", str(tmp_path / "q8"))
+    assert "format      gguf" in info.stdout and "dtype       fp32, q8_0" in info.stdout, info.stdout
+    out = run_cli("generate", "--model", str(tmp_path / "q8" / "model.gguf"), "--prompt", "And", "--max-new-tokens",
+                  "4", "--temperature", "0")
+    assert out.returncode == 0, out.stderr
+    assert_user_error(run_cli("convert", str(tmp_path / "hf"), str(tmp_path / "x"), "--dtype", "q8_0"),
+                      "q8_0 is a GGUF type", "--to gguf")
+    assert not (tmp_path / "x").exists()
 
 
 def test_convert_to_llmc_and_nanogpt_and_back(tmp_path):

@@ -122,6 +122,24 @@ def test_q8_0_is_dequantized_within_its_precision(tmp_path):
     assert describe_model(tmp_path / "q8.gguf")["dtype"] == "fp32, q8_0"
 
 
+def test_q8_0_is_written_as_ggml_quantizes(tmp_path):
+    model = random_model(tiny_config(n_embd=64))
+    path = save_model(model, tmp_path / "q8", fmt="gguf", quantize="q8_0") / "model.gguf"
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["general.file_type"].contents() == 7  # LLAMA_FTYPE_MOSTLY_Q8_0
+    state = {GGUF.file_name(k): v for k, v in model.state_dict().items()}
+    for t in reader.tensors:
+        if t.tensor_type == gguf.GGMLQuantizationType.Q8_0:  # the same bytes as the gguf package's quantizer
+            want = gguf.quants.quantize(state[t.name].numpy(), gguf.GGMLQuantizationType.Q8_0)
+            assert np.asarray(t.data).tobytes() == want.tobytes(), t.name
+    assert {t.name for t in reader.tensors if t.tensor_type == gguf.GGMLQuantizationType.Q8_0} == {
+        n for n, v in state.items() if v.dim() == 2 and n != "position_embd.weight"}
+    with pytest.raises(WeightsError, match="width 16 is not a multiple of 32"):
+        save_model(random_model(tiny_config(n_embd=16, n_head=2)), tmp_path / "narrow", fmt="gguf", quantize="q8_0")
+    with pytest.raises(WeightsError, match="q8_0 is a GGUF type: the hf format"):
+        save_model(model, tmp_path / "hf", quantize="q8_0")
+
+
 def test_bad_files_are_one_line(tmp_path, converted):
     data = converted.read_bytes()
     (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])

@@ -10,6 +10,7 @@ from gpt2kit.cli.args import DTYPES
 from gpt2kit.weights.convert import convert
 from gpt2kit.weights.download import download
 from gpt2kit.weights.folder import FORMATS, WRITABLE
+from gpt2kit.weights.gguf_file import QUANTIZED
 
 
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,16 +27,18 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
                    help="hf: gpt2kit / Hugging Face folder (default); openai: OpenAI's TensorFlow layout; "
                         "mindspore: MindSpore GPT-2's gpt2.ckpt + hparams.json; gguf: llama.cpp's model.gguf; "
                         "llmc: llm.c's model.bin + gpt2_tokenizer.bin (fp32 or bf16); nanogpt: nanoGPT's ckpt.pt")
-    p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
-                   help="store weights in this dtype (default: keep the source's)")
+    p.add_argument("--dtype", default=None, choices=[*sorted(DTYPES), *QUANTIZED],
+                   help="store weights in this dtype (default: keep the source's); q8_0: GGUF only, the matrices "
+                        "in ggml's 8-bit blocks (llama.cpp's int8)")
     p.add_argument("--overwrite", action="store_true", help="write into a DST that already holds files")
     p.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    dtype = DTYPES[args.dtype] if args.dtype else None
+    quantize = args.dtype if args.dtype in QUANTIZED else None
+    dtype = DTYPES[args.dtype] if args.dtype in DTYPES else None
     out = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format, dtype=dtype,
-                  overwrite=args.overwrite)
+                  quantize=quantize, overwrite=args.overwrite)
     print(f"wrote {out} ({args.dst_format})")
     return 0
 

@@ -19,10 +19,13 @@ from gpt2kit.weights.resolve import resolve_model_path
 
 
 def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_format: str = "hf",
-            dtype: torch.dtype | None = None, overwrite: bool = False) -> Path:
+            dtype: torch.dtype | None = None, quantize: str | None = None, overwrite: bool = False) -> Path:
     """Read `src` (format detected unless given), write a complete folder in `dst_format`
-    (weights, config and tokenizer files). dtype None keeps the stored dtype."""
-    check_writable(dst_format)  # before the source is read
+    (weights, config and tokenizer files). dtype None keeps the stored dtype; quantize "q8_0"
+    (GGUF only) stores the matrices in ggml's Q8_0 blocks."""
+    check_writable(dst_format, quantize)  # before the source is read
+    if quantize is not None:
+        dtype = torch.float32  # quantized from the fp32 weights
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
         raise WeightsError(f"{dst}: already exists and is not empty (pass --overwrite to replace its model files)")
@@ -42,4 +45,5 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
     metadata = None
     if dst_format == "hf":  # keep the source's own notes (where it came from, how it was made)
         metadata = {**read_metadata(path, fmt), "converted_from": f"{fmt}: {path}"}
-    return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format, metadata=metadata)
+    return save_model(model, dst, tokenizer=Tokenizer.for_model(path), fmt=dst_format, metadata=metadata,
+                      quantize=quantize)

@@ -221,9 +221,11 @@ def _move_order(name: str) -> int:
                or name in ("model.bin", "ckpt.pt"))
 
 
-def check_writable(fmt: str) -> None:
+def check_writable(fmt: str, quantize: str | None = None) -> None:
     if fmt not in WRITABLE:
         raise WeightsError(f"cannot write format {fmt!r}; writable: {', '.join(WRITABLE)}")
+    if quantize is not None and fmt != "gguf":  # Q8_0 blocks exist in GGUF only
+        raise WeightsError(f"{quantize} is a GGUF type: the {fmt} format stores fp32, fp16 or bf16 (use --to gguf)")
 
 
 def write_hf(model: GPT2, state: dict[str, torch.Tensor], folder: Path, tokenizer: Any,
@@ -259,13 +261,15 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     fmt: str = "hf",
     dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> Path:
     """Write a model folder in `fmt` (one of WRITABLE; hf: config.json, model.safetensors,
     generation_config.json, tokenizer files). `metadata` goes into config.json (Hugging Face
     folders only): say where the model came from."""
     from gpt2kit.tokenizer import Tokenizer
 
-    check_writable(fmt)
+    check_writable(fmt, quantize)
+    options = {"quantize": quantize} if quantize else {}
     tokenizer = tokenizer or Tokenizer.from_pretrained()
     state = {k: v.detach().to("cpu", dtype or v.dtype) for k, v in model.state_dict().items()}
-    return atomic_folder(Path(path), lambda tmp: _writers()[fmt](model, state, tmp, tokenizer, metadata))
+    return atomic_folder(Path(path), lambda tmp: _writers()[fmt](model, state, tmp, tokenizer, metadata, **options))

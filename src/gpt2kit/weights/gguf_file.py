@@ -34,8 +34,9 @@ MAGIC = b"GGUF"
 VERSION = 3
 ALIGNMENT = 32  # of the data section and of each tensor in it, unless general.alignment says otherwise
 FILE_NAME = "model.gguf"  # in a folder written by `gpt2kit convert --to gguf`
-# general.file_type as llama.cpp numbers it (LLAMA_FTYPE_*): all F32, mostly F16, mostly BF16
-FILE_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 32}
+# general.file_type as llama.cpp numbers it (LLAMA_FTYPE_*): all F32, mostly F16, mostly BF16, mostly Q8_0
+FILE_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 32, "q8_0": 7}
+QUANTIZED = ("q8_0",)  # what `--dtype` may also say when writing GGUF
 # ggml tensor types: name, bytes per block, values per block
 F32, F16, Q8_0, BF16 = 0, 1, 8, 30
 TENSOR_TYPES = {F32: ("fp32", 4, 1), F16: ("fp16", 2, 1), Q8_0: ("q8_0", 34, 32), BF16: ("bf16", 2, 1)}
@@ -277,10 +278,10 @@ class _Writer:
             body = struct.pack(f"<{len(values)}{SCALARS[kind]}", *values)
         self.fields.append(self._string(key) + struct.pack("<IIQ", ARRAY, kind, len(values)) + body)
 
-    def add_tensor(self, name: str, tensor: torch.Tensor) -> None:
+    def add_tensor(self, name: str, tensor: torch.Tensor, q8_0: bool = False) -> None:
         t = tensor.detach().to("cpu").contiguous()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes()
-        self.tensors.append((name, TORCH_TYPES[t.dtype], tuple(t.shape), data))
+        data = quantize_q8_0(t) if q8_0 else t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        self.tensors.append((name, Q8_0 if q8_0 else TORCH_TYPES[t.dtype], tuple(t.shape), data))
 
     def write(self, path: Path) -> None:
         def pad(n: int) -> int:
@@ -300,9 +301,24 @@ class _Writer:
                 f.write(data + b"\0" * pad(len(data)))
 
 
-def write_gguf(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, metadata=None) -> None:
-    """`model.gguf` for llama.cpp: hyperparameters, GPT-2's tokenizer and the weights in the state's dtype,
-    keys, types and tensors as llama.cpp's converter writes them."""
+def quantize_q8_0(t: torch.Tensor) -> bytes:
+    """ggml's Q8_0 blocks of a tensor whose rows are a multiple of 32 long: per 32 values, an fp16 scale
+    (the largest magnitude / 127) and the values / scale rounded half away from zero, as int8."""
+    blocks = t.float().reshape(-1, 32).numpy()
+    scale = np.abs(blocks).max(axis=1, keepdims=True) / 127
+    with np.errstate(divide="ignore"):
+        inverse = np.where(scale == 0, 0, 1 / scale)
+    scaled = blocks * inverse
+    values = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    packed = np.empty(len(blocks), np.dtype([("scale", "<f2"), ("values", "i1", 32)]))
+    packed["scale"], packed["values"] = scale[:, 0].astype(np.float16), values.astype(np.int8)
+    return packed.tobytes()
+
+
+def write_gguf(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, metadata=None,
+               quantize: str | None = None) -> None:
+    """`model.gguf` for llama.cpp: hyperparameters, GPT-2's tokenizer and the weights in the state's dtype
+    (or, quantize "q8_0", the matrices in Q8_0), keys, types and tensors as llama.cpp's converter writes them."""
     config = model.config
     unsupported = [o for o in config.non_default_options() if o != "tie_word_embeddings"]
     if unsupported:
@@ -311,6 +327,11 @@ def write_gguf(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, m
     dtype = next(iter(state.values())).dtype
     if dtype not in FILE_TYPES:
         raise WeightsError(f"GGUF is written in fp32, fp16 or bf16, not {str(dtype).removeprefix('torch.')}")
+    if quantize not in (None, *QUANTIZED):
+        raise WeightsError(f"GGUF is quantized to {', '.join(QUANTIZED)}, not {quantize}")
+    if quantize and config.n_embd % 32:
+        raise WeightsError(f"Q8_0 quantizes rows in blocks of 32 values; this model's width {config.n_embd} is not a "
+                           "multiple of 32 (write fp16 instead)")
     w = _Writer()
     w.add("general.architecture", STRING, ARCH)
     w.add("general.type", STRING, "model")
@@ -320,7 +341,7 @@ def write_gguf(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, m
                        ("attention.head_count", config.n_head)):
         w.add(f"{ARCH}.{key}", UINT32, value)
     w.add(f"{ARCH}.attention.layer_norm_epsilon", FLOAT32, config.layer_norm_epsilon)
-    w.add("general.file_type", UINT32, FILE_TYPES[dtype])
+    w.add("general.file_type", UINT32, FILE_TYPES[quantize or dtype])
     w.add("general.quantization_version", UINT32, 2)
     tokens = gpt2_tokens(tokenizer)
     if len(tokens) != config.vocab_size:
@@ -340,5 +361,5 @@ def write_gguf(model, state: dict[str, torch.Tensor], folder: Path, tokenizer, m
         t = tensor()
         if t.dim() == 1 or name == GGUF.file_name("wpe.weight"):  # as the converter leaves them: F32
             t = t.float()
-        w.add_tensor(name, t)
+        w.add_tensor(name, t, q8_0=quantize == "q8_0" and t.dim() == 2 and name != GGUF.file_name("wpe.weight"))
     w.write(folder / FILE_NAME)
