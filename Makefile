@@ -25,7 +25,8 @@ test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: setup
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	# llama-cpp-python builds llama.cpp from source (cmake and a C++ compiler; 20-30 minutes on 2 cores, once)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	$(PY) bench/decode.py
 	$(PY) bench/train.py --quick
 

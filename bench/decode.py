@@ -4,9 +4,10 @@ Engines (each skipped with a note where it does not install): transformers fp32 
 gpt2kit's PyTorch backend fp32 (as `gpt2kit generate` runs it: `gpt2kit.load`, packed weights),
 gpt2kit's ONNX Runtime backend on the exported fp32 graph and on its `--quantize int8` copy (both
 `--fused`, as `--backend onnxruntime` exports a model on first use),
-CTranslate2 float32 and int8 (its converter reads the Hugging Face folder gpt2kit writes), and
-bf16 for transformers and gpt2kit where the CPU has native bf16 (elsewhere it is tens of times
-slower). llama.cpp needs a GGUF file, which gpt2kit does not write yet: its row says so.
+CTranslate2 float32 and int8 (its converter reads the Hugging Face folder gpt2kit writes),
+llama.cpp (llama-cpp-python) on the GGUF files `gpt2kit convert --to gguf` writes, f32 (with an f32
+KV cache) and q8_0, at batch 1 only (llama-cpp-python decodes one sequence), and bf16 for
+transformers and gpt2kit where the CPU has native bf16 (elsewhere it is tens of times slower).
 
 GPT-2 124M shape (random weights), greedy, no stop on end-of-text. Cells: a 32-token prompt and
 128 new tokens at batch 1 and 8 (tokens/s of new tokens, the prompt's prefill included), and
@@ -65,6 +66,7 @@ class Engine:
     decode: Callable[[torch.Tensor, int, int], list[list[int]]]  # (prompt (1, T), batch, new) -> ids per row
     perplexity: Callable[[], float] | None = None  # on the shipped model's held-out text, for inexact engines
     notes: list[str] = field(default_factory=list)
+    batched: bool = True  # decodes several rows at once (else it runs the batch-1 cells only)
 
 
 def hf_engine(folder: Path, dtype: torch.dtype, precision: str) -> tuple[Engine, object]:
@@ -131,6 +133,40 @@ def ct2_perplexity(folder: Path, work: Path, compute_type: str, threads: int, co
     if count != len(ids) - 1:
         raise RuntimeError(f"CTranslate2 scored {count} tokens, not {len(ids) - 1}")
     return math.exp(total / count)
+
+
+def llama_cpp_engine(folder: Path, work: Path, dtype: str, threads: int) -> Engine:
+    """llama.cpp on gpt2kit's GGUF of the model: f32 (f32 KV cache, so it computes what fp32 does) or q8_0."""
+    import llama_cpp
+
+    from gpt2kit.weights.convert import convert
+
+    target = work / f"gguf-{dtype}"
+    if not target.exists():
+        convert(folder, target, dst_format="gguf", **({"quantize": "q8_0"} if dtype == "q8_0" else {}))
+    kv = {"type_k": 0, "type_v": 0} if dtype == "f32" else {}  # GGML_TYPE_F32: llama.cpp's default cache is f16
+    llm = llama_cpp.Llama(str(target / "model.gguf"), n_ctx=1024, n_batch=1024, n_threads=threads,
+                          n_threads_batch=threads, verbose=False, **kv)
+
+    def decode(prompt: torch.Tensor, batch: int, new: int) -> list[list[int]]:
+        ids: list[int] = []
+        for token in llm.generate(prompt[0].tolist(), top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+            ids.append(token)
+            if len(ids) == new:
+                break
+        return [ids]
+
+    return Engine("llama.cpp", "fp32" if dtype == "f32" else "int8 (q8_0)", dtype == "f32", decode, batched=False)
+
+
+def gguf_q8_0_perplexity(shipped: Path, work: Path) -> float:
+    """The shipped model's perplexity with its matrices as Q8_0 stores them (read back dequantized by
+    gpt2kit: llama.cpp's own kernels also round the activations to 8 bits, which this leaves out)."""
+    from gpt2kit.weights.convert import convert
+
+    target = convert(shipped, work / "shipped-q8_0", dst_format="gguf", quantize="q8_0")
+    loaded = gpt2kit.load(target / "model.gguf")
+    return perplexity(loaded.model, heldout_text(), tokenizer=loaded.tokenizer).value
 
 
 def check_ids(engine: Engine, reference: list[list[int]], got: list[list[int]], judge, prompt: torch.Tensor,
@@ -207,13 +243,23 @@ def build_engines(args, work: Path, folder: Path, machine: dict) -> tuple[list[E
                 ct2.perplexity = lambda: ct2_perplexity(shipped, work, "int8_float32", threads,
                                                         shipped_fp32.model.config.n_positions)
                 engines.append(ct2)
-    skipped.append("llama.cpp: needs a GGUF file, which gpt2kit does not write yet")
+    if want & {"llama.cpp", "llama.cpp-int8"}:
+        if util.find_spec("llama_cpp") is None:
+            skipped.append("llama.cpp: pip install llama-cpp-python (built from source)")
+        else:
+            if "llama.cpp" in want:
+                engines.append(llama_cpp_engine(folder, work, "f32", threads))
+            if "llama.cpp-int8" in want:
+                q8 = llama_cpp_engine(folder, work, "q8_0", threads)
+                q8.perplexity = lambda: gguf_q8_0_perplexity(shipped, work)
+                engines.append(q8)
     return engines, judge, skipped, fp32_ppl
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    all_engines = ["gpt2kit", "bf16", "onnxruntime", "onnxruntime-int8", "ctranslate2", "ctranslate2-int8"]
+    all_engines = ["gpt2kit", "bf16", "onnxruntime", "onnxruntime-int8", "ctranslate2", "ctranslate2-int8",
+                   "llama.cpp", "llama.cpp-int8"]
     parser.add_argument("--config", default="gpt2", help="size preset (default gpt2, the 124M shape)")
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS),
                         help="b1, b8: 32-token prompt + 128 new at batch 1 / 8; prefill: 1,023-token prompt + 1")
@@ -247,16 +293,17 @@ def main() -> None:
         for cell in args.cells:
             batch, _, new = CELLS[cell]
             prompt = prompts[cell]
-            reference = engines[0].decode(prompt, batch, new)
+            running = [e for e in engines if e.batched or batch == 1]
+            reference = running[0].decode(prompt, batch, new)
             checks = [{"same_ids": True}] + [check_ids(e, reference, e.decode(prompt, batch, new), judge, prompt, cell)
-                                             for e in engines[1:]]
+                                             for e in running[1:]]
             seconds = benchkit.interleave(
                 {f"{e.name} {e.precision}": benchkit.stopwatch(lambda e=e, p=prompt, b=batch, n=new: e.decode(p, b, n))
-                 for e in engines}, repeats=args.repeats)
+                 for e in running}, repeats=args.repeats)
             amount = batch * new if cell != "prefill" else prompt.shape[1]
             tps = {name: benchkit.rates(s, amount) for name, s in seconds.items()}
-            base = tps[f"{engines[0].name} {engines[0].precision}"]
-            for engine, check in zip(engines, checks, strict=True):
+            base = tps[f"{running[0].name} {running[0].precision}"]
+            for engine, check in zip(running, checks, strict=True):
                 key = f"{engine.name} {engine.precision}"
                 results.append({"cell": cell, "engine": engine.name, "precision": engine.precision, "check": check,
                                 "seconds": seconds[key], "tokens_per_s": benchkit.summary(tps[key]),

@@ -32,6 +32,8 @@ ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M":
 PUBLISHED = tuple(ALIASES.values())  # the four released sizes
 HF_OPTIONS = ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
               "tie_word_embeddings")
+ACTIVATIONS = ("gelu_new", "gelu")  # transformers' names: tanh-approximated GELU (GPT-2's), exact GELU
+TANH_GELU_ALIASES = ("gelu_new", "gelu_pytorch_tanh")  # the same function under transformers' two names
 
 
 @dataclass
@@ -55,6 +57,8 @@ class GPT2Config:
     scale_attn_by_inverse_layer_idx: bool = False
     reorder_and_upcast_attn: bool = False  # scores and softmax in fp32 when the model runs in bf16 / fp16
     tie_word_embeddings: bool = True  # False: a separate lm_head.weight (vocab, n_embd)
+    # GPT-2's GELU is the tanh approximation ("gelu_new"); nanoGPT trains with the exact one ("gelu")
+    activation_function: str = "gelu_new"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
@@ -66,6 +70,9 @@ class GPT2Config:
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"config: {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.activation_function not in ACTIVATIONS:
+            raise ConfigError(f"config: activation_function must be one of {', '.join(ACTIVATIONS)}, got "
+                              f"{self.activation_function!r}")
         for name in HF_OPTIONS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"config: {name} must be true or false, got {getattr(self, name)!r}")
@@ -87,7 +94,7 @@ class GPT2Config:
         """The transformers options this config sets away from GPT-2's original model
         (which OpenAI's hparams.json cannot express)."""
         defaults = GPT2Config.__dataclass_fields__
-        return [name for name in HF_OPTIONS if getattr(self, name) != defaults[name].default]
+        return [name for name in (*HF_OPTIONS, "activation_function") if getattr(self, name) != defaults[name].default]
 
     def departures(self) -> list[str]:
         """What sets this model apart from GPT-2's own network, as "name: value": the options above,
@@ -121,8 +128,10 @@ class GPT2Config:
         if model_type != "gpt2":
             raise ConfigError(f"{source}: model_type is {model_type!r}, not 'gpt2'")
         activation = data.get("activation_function", "gelu_new")
-        if activation not in ("gelu_new", "gelu_pytorch_tanh"):
-            raise ConfigError(f"{source}: activation_function {activation!r} is not GPT-2's tanh GELU")
+        if activation not in (*TANH_GELU_ALIASES, "gelu"):
+            raise ConfigError(f"{source}: activation_function {activation!r} is neither GPT-2's tanh GELU "
+                              "(gelu_new) nor the exact GELU (gelu)")
+        data = {**data, "activation_function": "gelu_new" if activation in TANH_GELU_ALIASES else "gelu"}
         missing = [k for k in ("n_embd", "n_layer", "n_head") if k not in data]
         if missing:
             raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}")
@@ -142,7 +151,6 @@ class GPT2Config:
         data: dict[str, Any] = {
             "architectures": ["GPT2LMHeadModel"],
             "model_type": "gpt2",
-            "activation_function": "gelu_new",
             "n_ctx": self.n_positions,
             "use_cache": True,
         }

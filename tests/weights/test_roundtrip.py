@@ -7,7 +7,6 @@ import torch
 
 from gpt2kit import GPT2
 from gpt2kit.errors import WeightsError
-from gpt2kit.errors import WeightsError
 from gpt2kit.weights import detect_format, save_model
 from gpt2kit.weights.folder import WRITABLE
 from helpers import random_model, tiny_config

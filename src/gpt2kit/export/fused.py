@@ -127,10 +127,12 @@ def write_fused_graph(model: GPT2, path: Path, opset: int, external_bytes: int, 
                                           g.const(p + "ln_2.bias", w[p + "ln_2.bias"]),
                                           g.const(p + "attn.c_proj.bias", w[p + "attn.c_proj.bias"])],
                [p + "ln_2", "", "", p + "residual"], domain=MS, epsilon=eps)
-        hidden = g.node("FastGelu", [g.node("MatMul", [p + "ln_2", g.const(p + "mlp.c_fc.weight",
-                                                                          w[p + "mlp.c_fc.weight"].T)],
-                                            [p + "fc"]),
-                                     g.const(p + "mlp.c_fc.bias", w[p + "mlp.c_fc.bias"])], [p + "gelu"], domain=MS)
+        fc = g.node("MatMul", [p + "ln_2", g.const(p + "mlp.c_fc.weight", w[p + "mlp.c_fc.weight"].T)], [p + "fc"])
+        fc_bias = g.const(p + "mlp.c_fc.bias", w[p + "mlp.c_fc.bias"])
+        if c.activation_function == "gelu_new":  # GPT-2's tanh GELU, its bias added in the same kernel
+            hidden = g.node("FastGelu", [fc, fc_bias], [p + "gelu"], domain=MS)
+        else:  # the exact GELU of models trained with it (nanoGPT)
+            hidden = g.node("Gelu", [g.node("Add", [fc, fc_bias], [p + "fc_biased"])], [p + "gelu"], domain=MS)
         mlp = g.node("MatMul", [hidden, g.const(p + "mlp.c_proj.weight", w[p + "mlp.c_proj.weight"].T)], [p + "mlp"])
         last = i + 1 == c.n_layer
         n = "ln_f" if last else f"h.{i + 1}.ln_1"

@@ -12,6 +12,12 @@ a meta.pkl that is never unpickled). Trained from scratch, nanoGPT pads GPT-2's 
 50304 (a multiple of 64, for speed): such a model loads with vocab_size 50304, and since nothing
 says the padded rows went unused they are kept; ids past 50256 are no tokens, and sampling may
 still pick one.
+
+nanoGPT's MLP uses the exact GELU (nn.GELU()), GPT-2's the tanh approximation: a checkpoint reads
+with activation_function "gelu", so gpt2kit computes what nanoGPT computed. nanoGPT ignores keys it
+does not know at the top of the dict, so a checkpoint gpt2kit writes notes its model's GELU there
+(`gpt2kit.activation_function`) and reads back exactly; nanoGPT itself runs any checkpoint with
+the exact GELU (as its own `from_pretrained('gpt2')` does with GPT-2's weights).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ FILE_NAME = "ckpt.pt"
 COMPILED_PREFIX = "_orig_mod."
 GPT2_VOCAB = EOT_TOKEN_ID + 1
 MODEL_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+NANOGPT_GELU = "gelu"  # nn.GELU(): the exact GELU
+NOTES_KEY = "gpt2kit"  # what gpt2kit adds to the checkpoints it writes
 
 
 def find_ckpt_pt(path: Path) -> Path:
@@ -79,10 +87,12 @@ def nanogpt_config(data: dict[str, Any], state: dict[str, torch.Tensor], path: P
     # nanoGPT always ties; a head that differs (edited after training) is kept as a separate one
     tied = head is None or wte is None or (head.shape == wte.shape and torch.equal(head, wte))
     dropout = args.get("dropout", 0.0)
+    notes = data.get(NOTES_KEY) if isinstance(data.get(NOTES_KEY), dict) else {}
     try:
         return GPT2Config(vocab_size=vocab, n_positions=args["block_size"], n_embd=args["n_embd"],
                           n_layer=args["n_layer"], n_head=args["n_head"], embd_pdrop=dropout, attn_pdrop=dropout,
-                          resid_pdrop=dropout, tie_word_embeddings=tied)
+                          resid_pdrop=dropout, tie_word_embeddings=tied,
+                          activation_function=notes.get("activation_function", NANOGPT_GELU))
     except (ConfigError, TypeError) as err:
         raise WeightsError(f"{path}: its model_args are no model: {str(err).removeprefix('config: ')}") from None
 
@@ -99,7 +109,7 @@ def write_nanogpt(model: Any, state: dict[str, torch.Tensor], folder: Path, toke
                   metadata: Any = None) -> None:
     """ckpt.pt as nanoGPT's train.py saves it (no optimizer state): sample.py and `init_from='resume'` load it."""
     config = model.config
-    departures = config.departures()
+    departures = [d for d in config.departures() if not d.startswith("activation_function")]
     if departures:
         raise WeightsError(f"nanoGPT's GPT cannot hold {departures[0]} (its network has no such option); "
                            "save this model in the hf format")
@@ -111,4 +121,5 @@ def write_nanogpt(model: Any, state: dict[str, torch.Tensor], folder: Path, toke
     model_args = dict(n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
                       block_size=config.n_positions, bias=True, vocab_size=config.vocab_size, dropout=0.0)
     torch.save({"model": weights, "optimizer": None, "model_args": model_args, "iter_num": 0,
-                "best_val_loss": 1e9, "config": {}}, folder / FILE_NAME)
+                "best_val_loss": 1e9, "config": {}, NOTES_KEY: {"activation_function": config.activation_function}},
+               folder / FILE_NAME)
