@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpt2kit.cli.args import DTYPES
+from gpt2kit.cli.args import DTYPES, add_checkpoint_option
 from gpt2kit.weights.convert import convert
 from gpt2kit.weights.download import download
 from gpt2kit.weights.folder import FORMATS, WRITABLE
@@ -29,13 +29,14 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                    help="store weights in this dtype (default: keep the source's)")
     p.add_argument("--overwrite", action="store_true", help="write into a DST that already holds files")
+    add_checkpoint_option(p)
     p.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
     dtype = DTYPES[args.dtype] if args.dtype else None
     out = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format, dtype=dtype,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, checkpoint_step=args.checkpoint)
     print(f"wrote {out} ({args.dst_format})")
     return 0
 

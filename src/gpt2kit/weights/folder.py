@@ -122,14 +122,24 @@ def _readers() -> dict[str, Callable]:
             "llmc": read_llmc, "nanogpt": read_nanogpt}
 
 
-def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None
-                    ) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
-    """Config, our state dict, and the format of a checkpoint."""
+def check_step(path: Path, fmt: str, checkpoint_step: int | None) -> None:
+    """A saved step is picked only among a TensorFlow run folder's saves: other formats hold one model."""
+    if checkpoint_step is not None and fmt != "openai":
+        raise WeightsError(f"{path}: a {fmt} model holds one checkpoint; picking step {checkpoint_step} is only for "
+                           "TensorFlow checkpoint folders (model-<step>.index)")
+
+
+def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None,
+                    checkpoint_step: int | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
+    """Config, our state dict, and the format of a checkpoint; `checkpoint_step` picks one save of a
+    TensorFlow run folder (gpt-2-simple's model-<step>) instead of the latest."""
     if fmt == "auto":
         fmt = detect_format(path)
     elif fmt not in FORMATS:
         raise WeightsError(f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}")
-    config, state = _readers()[fmt](path, dtype)
+    check_step(path, fmt, checkpoint_step)
+    step = {} if checkpoint_step is None else {"checkpoint_step": checkpoint_step}
+    config, state = _readers()[fmt](path, dtype, **step)
     return config, state, fmt
 
 
@@ -165,11 +175,12 @@ def read_model(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     fmt: str = "auto",
+    checkpoint_step: int | None = None,
 ) -> tuple[GPT2, ModelInfo]:
     """A GPT2 from a model folder or file in any supported format, or a published name, and
     where it came from; fp32 unless `dtype` says otherwise."""
     path = resolve_model_path(name_or_path)
-    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32)
+    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32, checkpoint_step)
     model = model_from_state(config, state)
     model.generation_config = read_generation_config(path) if path.is_dir() else {}
     info = ModelInfo(path, fmt, read_metadata(path, fmt))
@@ -177,9 +188,10 @@ def read_model(
 
 
 def load_model(name_or_path: str | Path, *, dtype: torch.dtype | None = None,
-               device: torch.device | str | None = None, fmt: str = "auto") -> GPT2:
+               device: torch.device | str | None = None, fmt: str = "auto",
+               checkpoint_step: int | None = None) -> GPT2:
     """The model of `read_model` alone (`GPT2.from_pretrained`)."""
-    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt)[0]
+    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step)[0]
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
