@@ -57,6 +57,18 @@ def test_gpt2simple_run_folder_by_step(tmp_path):
                       "hf model holds one checkpoint", "only for TensorFlow checkpoint folders")
 
 
+def test_keras_h5_convert_and_info(tmp_path):
+    pytest.importorskip("h5py")
+    info = run_cli("info", str(FIXTURES / "keras" / "tiny"))
+    assert info.returncode == 0, info.stderr
+    assert "format      keras-h5" in info.stdout and "2 layers, 2 heads, 16 embedding" in info.stdout
+    result = run_cli("convert", str(FIXTURES / "keras" / "tiny"), str(tmp_path / "k"), "--to", "keras-h5")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (tmp_path / "k").iterdir()} == {"model.h5", "hparams.json", "encoder.json", "vocab.bpe"}
+    (tmp_path / "k" / "hparams.json").unlink()
+    assert_user_error(run_cli("info", str(tmp_path / "k")), "model.h5: no hparams.json beside it")
+
+
 def test_convert_mindspore_with_dtype(tmp_path):
     result = run_cli("convert", str(FIXTURES / "mindspore" / "gpt2_tiny_fp32.ckpt"), str(tmp_path / "m"),
                      "--from", "mindspore", "--dtype", "fp16")

@@ -15,7 +15,7 @@ from gpt2kit.weights.folder import FORMATS, WRITABLE
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert", help="convert a checkpoint between formats (Hugging Face, OpenAI TensorFlow, MindSpore, GGUF, "
-                        "llm.c, nanoGPT)",
+                        "llm.c, nanoGPT, gpt-tf2 Keras .h5)",
         description="Read a checkpoint in any supported format and write a complete model folder "
                     "(weights, config, tokenizer files).")
     p.add_argument("src", metavar="SRC", help="source folder or file (or a published name found in the HF cache)")
@@ -25,7 +25,8 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="dst_format", default="hf", choices=WRITABLE,
                    help="hf: gpt2kit / Hugging Face folder (default); openai: OpenAI's TensorFlow layout; "
                         "mindspore: MindSpore GPT-2's gpt2.ckpt + hparams.json; gguf: llama.cpp's model.gguf; "
-                        "llmc: llm.c's model.bin + gpt2_tokenizer.bin (fp32 or bf16); nanogpt: nanoGPT's ckpt.pt")
+                        "llmc: llm.c's model.bin + gpt2_tokenizer.bin (fp32 or bf16); nanogpt: nanoGPT's ckpt.pt; "
+                        "keras-h5: gpt-tf2's Keras model.h5 + hparams.json")
     p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                    help="store weights in this dtype (default: keep the source's)")
     p.add_argument("--overwrite", action="store_true", help="write into a DST that already holds files")

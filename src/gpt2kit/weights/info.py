@@ -69,6 +69,10 @@ def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None)
         from gpt2kit.weights.gguf_file import describe_gguf
 
         config, dtypes = describe_gguf(path)
+    elif fmt == "keras-h5":
+        from gpt2kit.weights.keras_h5 import describe_h5
+
+        config, dtypes = describe_h5(path)
     else:
         ckpt = find_ckpt(path)
         tensors = strip_prefix(read_ckpt(ckpt))
