@@ -96,6 +96,19 @@ def hf_from_arrays(arrays: dict, names: dict, config: GPT2Config, out_in: bool =
     return model
 
 
+def openai_names(n_layer: int) -> dict[str, str]:
+    """transformers' GPT2LMHeadModel names -> OpenAI's TensorFlow variable names (for hf_from_arrays)."""
+    names = {"transformer.wte.weight": "model/wte", "transformer.wpe.weight": "model/wpe",
+             "transformer.ln_f.weight": "model/ln_f/g", "transformer.ln_f.bias": "model/ln_f/b"}
+    for i in range(n_layer):
+        for part in ("ln_1", "ln_2", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            tf = part.replace(".", "/")
+            w, b = ("g", "b") if part.startswith("ln") else ("w", "b")
+            names[f"transformer.h.{i}.{part}.weight"] = f"model/h{i}/{tf}/{w}"
+            names[f"transformer.h.{i}.{part}.bias"] = f"model/h{i}/{tf}/{b}"
+    return names
+
+
 def unxz(src, folder, name: str | None = None):
     """Decompress a fixture `X.xz` into `folder` (as X, or `name`); the path written."""
     import lzma

@@ -37,6 +37,38 @@ def test_convert_openai_to_hf_and_back(tmp_path):
         assert filecmp.cmp(tmp_path / "oa" / name, FIXTURES / "openai" / "tiny" / name, shallow=False)
 
 
+def test_gpt2simple_run_folder_by_step(tmp_path):
+    run = FIXTURES / "gpt2simple" / "run1"
+    info = run_cli("info", str(run))
+    assert info.returncode == 0, info.stderr
+    assert "format      openai" in info.stdout
+    assert "run         run1: step 2 loaded (saved steps: 1, 2), counter 2" in info.stdout
+    info = run_cli("info", str(run), "--checkpoint", "1")
+    assert "run         run1: step 1 loaded (saved steps: 1, 2), counter 2" in info.stdout
+    result = run_cli("convert", str(run), str(tmp_path / "hf"), "--checkpoint", "1")
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        ids = torch.arange(20)[None]
+        assert torch.equal(GPT2.from_pretrained(tmp_path / "hf")(ids),
+                           GPT2.from_pretrained(run, checkpoint_step=1)(ids))
+    assert_user_error(run_cli("convert", str(run), str(tmp_path / "x"), "--checkpoint", "3"),
+                      "run1", "no checkpoint of step 3 (saved steps: 1, 2)")
+    assert_user_error(run_cli("info", str(tmp_path / "hf"), "--checkpoint", "1"),
+                      "hf model holds one checkpoint", "only for TensorFlow checkpoint folders")
+
+
+def test_keras_h5_convert_and_info(tmp_path):
+    pytest.importorskip("h5py")
+    info = run_cli("info", str(FIXTURES / "keras" / "tiny"))
+    assert info.returncode == 0, info.stderr
+    assert "format      keras-h5" in info.stdout and "2 layers, 2 heads, 16 embedding" in info.stdout
+    result = run_cli("convert", str(FIXTURES / "keras" / "tiny"), str(tmp_path / "k"), "--to", "keras-h5")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (tmp_path / "k").iterdir()} == {"model.h5", "hparams.json", "encoder.json", "vocab.bpe"}
+    (tmp_path / "k" / "hparams.json").unlink()
+    assert_user_error(run_cli("info", str(tmp_path / "k")), "model.h5: no hparams.json beside it")
+
+
 def test_convert_mindspore_with_dtype(tmp_path):
     result = run_cli("convert", str(FIXTURES / "mindspore" / "gpt2_tiny_fp32.ckpt"), str(tmp_path / "m"),
                      "--from", "mindspore", "--dtype", "fp16")

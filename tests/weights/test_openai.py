@@ -24,21 +24,9 @@ from gpt2kit.weights.tensorbundle import (
     write_bundle,
     write_table,
 )
-from helpers import hf_from_arrays, random_model, tiny_config
+from helpers import hf_from_arrays, openai_names, random_model, tiny_config
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "openai"
-
-
-def hf_names(n_layer: int) -> dict[str, str]:
-    names = {"transformer.wte.weight": "model/wte", "transformer.wpe.weight": "model/wpe",
-             "transformer.ln_f.weight": "model/ln_f/g", "transformer.ln_f.bias": "model/ln_f/b"}
-    for i in range(n_layer):
-        for part in ("ln_1", "ln_2", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
-            tf = part.replace(".", "/")
-            w, b = ("g", "b") if part.startswith("ln") else ("w", "b")
-            names[f"transformer.h.{i}.{part}.weight"] = f"model/h{i}/{tf}/{w}"
-            names[f"transformer.h.{i}.{part}.bias"] = f"model/h{i}/{tf}/{b}"
-    return names
 
 
 @pytest.fixture
@@ -51,7 +39,7 @@ def tiny(tmp_path) -> Path:
 def test_tensorflow_checkpoint_matches_transformers():
     ours = GPT2.from_pretrained(FIXTURE / "tiny")
     arrays = dict(np.load(FIXTURE / "tiny_weights.npz"))
-    hf = hf_from_arrays(arrays, hf_names(ours.config.n_layer), ours.config)
+    hf = hf_from_arrays(arrays, openai_names(ours.config.n_layer), ours.config)
     ids = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (ours(ids) - hf(ids).logits).abs().max() <= 1e-5

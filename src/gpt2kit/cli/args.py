@@ -36,6 +36,12 @@ def add_model_option(parser: argparse.ArgumentParser, required: bool = True) -> 
     )
 
 
+def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=non_negative_int, default=None, metavar="STEP",
+                        help="read the save of this step of a TensorFlow run folder (gpt-2-simple's model-STEP; "
+                             "default: the latest, as its checkpoint file names)")
+
+
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="DEV",
                         help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")

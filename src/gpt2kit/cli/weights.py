@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpt2kit.cli.args import DTYPES
+from gpt2kit.cli.args import DTYPES, add_checkpoint_option
 from gpt2kit.weights.convert import convert
 from gpt2kit.weights.download import download
 from gpt2kit.weights.folder import FORMATS, WRITABLE
@@ -16,7 +16,7 @@ from gpt2kit.weights.gguf_file import QUANTIZED
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert", help="convert a checkpoint between formats (Hugging Face, OpenAI TensorFlow, MindSpore, GGUF, "
-                        "llm.c, nanoGPT)",
+                        "llm.c, nanoGPT, gpt-tf2 Keras .h5)",
         description="Read a checkpoint in any supported format and write a complete model folder "
                     "(weights, config, tokenizer files).")
     p.add_argument("src", metavar="SRC", help="source folder or file (or a published name found in the HF cache)")
@@ -26,11 +26,13 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="dst_format", default="hf", choices=WRITABLE,
                    help="hf: gpt2kit / Hugging Face folder (default); openai: OpenAI's TensorFlow layout; "
                         "mindspore: MindSpore GPT-2's gpt2.ckpt + hparams.json; gguf: llama.cpp's model.gguf; "
-                        "llmc: llm.c's model.bin + gpt2_tokenizer.bin (fp32 or bf16); nanogpt: nanoGPT's ckpt.pt")
+                        "llmc: llm.c's model.bin + gpt2_tokenizer.bin (fp32 or bf16); nanogpt: nanoGPT's ckpt.pt; "
+                        "keras-h5: gpt-tf2's Keras model.h5 + hparams.json")
     p.add_argument("--dtype", default=None, choices=[*sorted(DTYPES), *QUANTIZED],
                    help="store weights in this dtype (default: keep the source's); q8_0: GGUF only, the matrices "
                         "in ggml's 8-bit blocks (llama.cpp's int8)")
     p.add_argument("--overwrite", action="store_true", help="write into a DST that already holds files")
+    add_checkpoint_option(p)
     p.set_defaults(run=run_convert)
 
 
@@ -38,7 +40,7 @@ def run_convert(args: argparse.Namespace) -> int:
     quantize = args.dtype if args.dtype in QUANTIZED else None
     dtype = DTYPES[args.dtype] if args.dtype in DTYPES else None
     out = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format, dtype=dtype,
-                  quantize=quantize, overwrite=args.overwrite)
+                  quantize=quantize, overwrite=args.overwrite, checkpoint_step=args.checkpoint)
     print(f"wrote {out} ({args.dst_format})")
     return 0
 

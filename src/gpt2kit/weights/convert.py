@@ -19,10 +19,12 @@ from gpt2kit.weights.resolve import resolve_model_path
 
 
 def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_format: str = "hf",
-            dtype: torch.dtype | None = None, quantize: str | None = None, overwrite: bool = False) -> Path:
-    """Read `src` (format detected unless given), write a complete folder in `dst_format`
-    (weights, config and tokenizer files). dtype None keeps the stored dtype; quantize "q8_0"
-    (GGUF only) stores the matrices in ggml's Q8_0 blocks."""
+            dtype: torch.dtype | None = None, quantize: str | None = None, overwrite: bool = False,
+            checkpoint_step: int | None = None) -> Path:
+    """Read `src` (format detected unless given; `checkpoint_step` picks one save of a TensorFlow
+    run folder), write a complete folder in `dst_format` (weights, config and tokenizer files).
+    dtype None keeps the stored dtype; quantize "q8_0" (GGUF only) stores the matrices in ggml's
+    Q8_0 blocks."""
     check_writable(dst_format, quantize)  # before the source is read
     if quantize is not None:
         dtype = torch.float32  # quantized from the fp32 weights
@@ -38,7 +40,7 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
             raise WeightsError(f"{dst}: holds a model in the {held} format; writing {dst_format} files beside it would "
                                "leave both (choose an empty folder)")
     path = resolve_model_path(src)
-    config, state, fmt = read_checkpoint(path, src_format, dtype)
+    config, state, fmt = read_checkpoint(path, src_format, dtype, checkpoint_step)
     model = model_from_state(config, state)
     from gpt2kit.tokenizer import Tokenizer
 

@@ -28,14 +28,16 @@ KINDS = {
     "gguf": "a GGUF file",
     "llmc": "an llm.c model.bin",
     "nanogpt": "a nanoGPT ckpt.pt",
+    "hdf5": "an HDF5 file (Keras .h5)",
 }
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 LLMC_MAGIC = 20240326  # the first int32 of llm.c's model files (its tokenizer file starts with 20240328)
 LLMC_TOKENIZER_MAGIC = 20240328
 
 
 def file_kind(path: Path) -> str | None:
     """"safetensors", "torch", "nanogpt" (a torch zip whose pickle names `model_args`), "tf-index"
-    (TensorBundle .index), "mindspore" (.ckpt protobuf), "gguf", "llmc", "llmc-tokenizer" (no model:
+    (TensorBundle .index), "mindspore" (.ckpt protobuf), "gguf", "llmc", "hdf5", "llmc-tokenizer" (no model:
     llm.c's gpt2_tokenizer.bin), or None."""
     try:
         size = path.stat().st_size
@@ -47,6 +49,8 @@ def file_kind(path: Path) -> str | None:
         return None
     if head.startswith(b"GGUF"):
         return "gguf"
+    if head.startswith(HDF5_SIGNATURE):  # Keras writes no user block, so the signature is at offset 0
+        return "hdf5"
     if _is_safetensors(head, size):
         return "safetensors"
     # llm.c's files open with a magic int32 and nothing else marks them (a truncated header is

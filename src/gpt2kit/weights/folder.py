@@ -1,7 +1,8 @@
 """Load and save models in any supported format.
 
 Loading detects the format from the files (Hugging Face folder, OpenAI TensorFlow
-checkpoint, MindSpore .ckpt, GGUF, llm.c model.bin, nanoGPT ckpt.pt), reads our state dict through the format's key map
+checkpoint, MindSpore .ckpt, GGUF, llm.c model.bin, nanoGPT ckpt.pt, gpt-tf2's Keras .h5),
+reads our state dict through the format's key map
 (layouts.py), builds the model on the meta device and assigns the tensors: no random
 initialisation runs and no second copy of the weights is made.
 """
@@ -29,12 +30,12 @@ from gpt2kit.weights.layouts import collect
 from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
-FORMATS = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt")
-WRITABLE = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt")
+FORMATS = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt", "keras-h5")
+WRITABLE = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt", "keras-h5")
 KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore", "gguf": "gguf",
-                "llmc": "llmc", "nanogpt": "nanogpt"}
+                "llmc": "llmc", "nanogpt": "nanogpt", "hdf5": "keras-h5"}
 SUFFIX_FORMATS = {".safetensors": "hf", ".bin": "hf", ".index": "openai", ".ckpt": "mindspore", ".gguf": "gguf",
-                  ".pt": "nanogpt"}
+                  ".pt": "nanogpt", ".h5": "keras-h5"}
 
 
 def detect_format(path: Path) -> str:
@@ -68,6 +69,8 @@ def detect_format(path: Path) -> str:
         return "llmc"
     if any(file_kind(p) == "nanogpt" for p in sorted(path.glob("*.pt"))):
         return "nanogpt"
+    if any(file_kind(p) == "hdf5" for p in sorted(path.glob("*.h5"))):
+        return "keras-h5"
     # nothing readable: the format the names suggest, whose reader says what is wrong
     if (path / "config.json").is_file() or hf is not None:
         return "hf"
@@ -81,10 +84,12 @@ def detect_format(path: Path) -> str:
         return "llmc"
     if (path / "ckpt.pt").is_file():
         return "nanogpt"
+    if any(path.glob("*.h5")):
+        return "keras-h5"
     raise WeightsError(
         f"{path}: no model in a known format (looked for config.json + {' / '.join(WEIGHT_FILES)} (Hugging Face), "
         "hparams.json + checkpoint + *.index (OpenAI TensorFlow), *.ckpt (MindSpore), *.gguf (llama.cpp), "
-        "*.bin (llm.c), *.pt (nanoGPT))")
+        "*.bin (llm.c), *.pt (nanoGPT), *.h5 (gpt-tf2 Keras))")
 
 
 def model_folder(path: Path) -> Path:
@@ -113,23 +118,34 @@ def _read_hf(path: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[st
 
 def _readers() -> dict[str, Callable]:
     from gpt2kit.weights.gguf_file import read_gguf
+    from gpt2kit.weights.keras_h5 import read_keras_h5
     from gpt2kit.weights.llmc import read_llmc
     from gpt2kit.weights.mindspore import read_mindspore
     from gpt2kit.weights.nanogpt import read_nanogpt
     from gpt2kit.weights.openai import read_openai
 
     return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore, "gguf": read_gguf,
-            "llmc": read_llmc, "nanogpt": read_nanogpt}
+            "llmc": read_llmc, "nanogpt": read_nanogpt, "keras-h5": read_keras_h5}
 
 
-def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None
-                    ) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
-    """Config, our state dict, and the format of a checkpoint."""
+def check_step(path: Path, fmt: str, checkpoint_step: int | None) -> None:
+    """A saved step is picked only among a TensorFlow run folder's saves: other formats hold one model."""
+    if checkpoint_step is not None and fmt != "openai":
+        raise WeightsError(f"{path}: a {fmt} model holds one checkpoint; picking step {checkpoint_step} is only for "
+                           "TensorFlow checkpoint folders (model-<step>.index)")
+
+
+def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None,
+                    checkpoint_step: int | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
+    """Config, our state dict, and the format of a checkpoint; `checkpoint_step` picks one save of a
+    TensorFlow run folder (gpt-2-simple's model-<step>) instead of the latest."""
     if fmt == "auto":
         fmt = detect_format(path)
     elif fmt not in FORMATS:
         raise WeightsError(f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}")
-    config, state = _readers()[fmt](path, dtype)
+    check_step(path, fmt, checkpoint_step)
+    step = {} if checkpoint_step is None else {"checkpoint_step": checkpoint_step}
+    config, state = _readers()[fmt](path, dtype, **step)
     return config, state, fmt
 
 
@@ -165,11 +181,12 @@ def read_model(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     fmt: str = "auto",
+    checkpoint_step: int | None = None,
 ) -> tuple[GPT2, ModelInfo]:
     """A GPT2 from a model folder or file in any supported format, or a published name, and
     where it came from; fp32 unless `dtype` says otherwise."""
     path = resolve_model_path(name_or_path)
-    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32)
+    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32, checkpoint_step)
     model = model_from_state(config, state)
     model.generation_config = read_generation_config(path) if path.is_dir() else {}
     info = ModelInfo(path, fmt, read_metadata(path, fmt))
@@ -177,9 +194,10 @@ def read_model(
 
 
 def load_model(name_or_path: str | Path, *, dtype: torch.dtype | None = None,
-               device: torch.device | str | None = None, fmt: str = "auto") -> GPT2:
+               device: torch.device | str | None = None, fmt: str = "auto",
+               checkpoint_step: int | None = None) -> GPT2:
     """The model of `read_model` alone (`GPT2.from_pretrained`)."""
-    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt)[0]
+    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step)[0]
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
@@ -218,7 +236,7 @@ def _move_order(name: str) -> int:
     if name.endswith(".onnx"):
         return 2
     return int("safetensors" in name or ".data-" in name or name.endswith(".onnx.data")
-               or name in ("model.bin", "ckpt.pt"))
+               or name in ("model.bin", "ckpt.pt", "model.h5"))
 
 
 def check_writable(fmt: str, quantize: str | None = None) -> None:
@@ -244,13 +262,14 @@ def _writers() -> dict[str, Callable]:
     """Each writable format's writer: (model, its state dict on the CPU, an empty temporary folder,
     tokenizer, metadata) -> the format's files in that folder."""
     from gpt2kit.weights.gguf_file import write_gguf
+    from gpt2kit.weights.keras_h5 import write_keras_h5
     from gpt2kit.weights.llmc import write_llmc
     from gpt2kit.weights.mindspore import write_mindspore
     from gpt2kit.weights.nanogpt import write_nanogpt
     from gpt2kit.weights.openai import write_openai
 
     return {"hf": write_hf, "openai": write_openai, "mindspore": write_mindspore, "gguf": write_gguf,
-            "llmc": write_llmc, "nanogpt": write_nanogpt}
+            "llmc": write_llmc, "nanogpt": write_nanogpt, "keras-h5": write_keras_h5}
 
 
 def save_model(

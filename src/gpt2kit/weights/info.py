@@ -9,13 +9,13 @@ import torch
 
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.model.gpt2 import GPT2
-from gpt2kit.weights.folder import detect_format, model_folder, read_metadata
+from gpt2kit.weights.folder import check_step, detect_format, model_folder, read_metadata
 from gpt2kit.weights.hf import SAFETENSORS_DTYPES, SafetensorsSource, find_weights_file, open_weights
 from gpt2kit.weights.layouts import MINDSPORE, NANOGPT, OPENAI, expected_shapes
 from gpt2kit.weights.llmc import find_llmc, read_header
 from gpt2kit.weights.mindspore import find_ckpt, infer_config, read_ckpt, strip_prefix
 from gpt2kit.weights.nanogpt import GPT2_VOCAB, find_ckpt_pt, load_checkpoint, model_state, nanogpt_config
-from gpt2kit.weights.openai import checkpoint_prefix
+from gpt2kit.weights.openai import checkpoint_prefix, prefix_step, saved_steps
 from gpt2kit.weights.resolve import resolve_model_path
 from gpt2kit.weights.tensorbundle import TensorBundle
 
@@ -31,12 +31,13 @@ def dtype_name(dtype: torch.dtype | str) -> str:
     return DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
 
 
-def describe_model(name_or_path: str | Path) -> dict[str, Any]:
+def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None) -> dict[str, Any]:
     path = resolve_model_path(name_or_path)
     onnx = _onnx_graph(path)
     fmt = "onnx" if onnx else detect_format(path)
+    check_step(path, fmt, checkpoint_step)
     folder = model_folder(path)
-    note = None
+    note = run = None
     if onnx:  # a folder of `gpt2kit export onnx`: what the graph computes in, from its notes
         config = GPT2Config.from_hf_dict(read_json(folder / "config.json"), source=str(folder / "config.json"))
         dtypes = {onnx.get("dtype", "fp32") + (f" ({onnx['quantize']} matrix weights)" if onnx.get("quantize") else "")}
@@ -46,9 +47,11 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         dtypes = _hf_dtypes(weights, config) if weights is not None else set()
     elif fmt == "openai":
         config = GPT2Config.from_file(folder / "hparams.json")
-        bundle = TensorBundle(checkpoint_prefix(path))
+        prefix = checkpoint_prefix(path, checkpoint_step)
+        bundle = TensorBundle(prefix)
         names = {OPENAI.file_name(n) for n in expected_shapes(config)}
         dtypes = {dtype_name(e.dtype) for name, e in bundle.entries.items() if name in names}
+        run = _run(folder, prefix)
     elif fmt == "llmc":  # the header alone: sizes and version
         header = read_header(find_llmc(path))
         config, dtypes = header.config, {dtype_name(header.dtype)}
@@ -66,6 +69,10 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         from gpt2kit.weights.gguf_file import describe_gguf
 
         config, dtypes = describe_gguf(path)
+    elif fmt == "keras-h5":
+        from gpt2kit.weights.keras_h5 import describe_h5
+
+        config, dtypes = describe_h5(path)
     else:
         ckpt = find_ckpt(path)
         tensors = strip_prefix(read_ckpt(ckpt))
@@ -85,7 +92,22 @@ def describe_model(name_or_path: str | Path) -> dict[str, Any]:
         "metadata": read_metadata(path, "hf" if onnx else fmt),
         "graph": onnx,  # the ONNX export's notes (variant, dtype, opset, quantize), or None
         "note": note,  # what a user should know of how the format was read, or None
+        "run": run,  # a TensorFlow run folder's saves (gpt-2-simple): name, step, saved_steps, counter; or None
     }
+
+
+def _run(folder: Path, prefix: Path) -> dict[str, Any] | None:
+    """What a training run folder saved: the step read, the steps kept, and gpt-2-simple's `counter`
+    (the step a resumed run counts on from); None for a folder of one unnumbered checkpoint."""
+    steps = saved_steps(folder)
+    if not steps:
+        return None
+    counter_file = folder / "counter"
+    try:
+        counter: int | None = int(counter_file.read_text().strip()) if counter_file.is_file() else None
+    except ValueError:
+        counter = None  # a damaged counter does not stop the weights from being described
+    return {"name": folder.name, "step": prefix_step(prefix), "saved_steps": list(steps), "counter": counter}
 
 
 def _onnx_graph(path: Path) -> dict[str, Any] | None:

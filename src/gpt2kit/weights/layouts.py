@@ -151,6 +151,23 @@ GGUF = Layout("gguf", {
 }, in_out=False)
 
 
+# gpt-tf2's Keras layers, `<layer>/<weight>`; the attention's Wq/Wk/Wv (and biases) are stored apart,
+# joined under `_Wqkv` / `_bqkv` by keras_h5.py ("{0}": the layer number appears twice)
+_KERAS_ATT, _KERAS_FF = "Encode-{0}-MultiHeadAtt", "Encode-{0}-FeedForward"
+KERAS = Layout("keras-h5", {
+    "wte.weight": "Embed-Token/embeddings", "wpe.weight": "Embed-Token-Pos/embeddings",
+    "h.{}.ln_1.weight": _KERAS_ATT + "-Norm/gamma", "h.{}.ln_1.bias": _KERAS_ATT + "-Norm/beta",
+    "h.{}.attn.c_attn.weight": f"{_KERAS_ATT}/{_KERAS_ATT}_Wqkv",
+    "h.{}.attn.c_attn.bias": f"{_KERAS_ATT}/{_KERAS_ATT}_bqkv",
+    "h.{}.attn.c_proj.weight": f"{_KERAS_ATT}/{_KERAS_ATT}_Wo",
+    "h.{}.attn.c_proj.bias": f"{_KERAS_ATT}/{_KERAS_ATT}_bo",
+    "h.{}.ln_2.weight": _KERAS_FF + "-Norm/gamma", "h.{}.ln_2.bias": _KERAS_FF + "-Norm/beta",
+    "h.{}.mlp.c_fc.weight": f"{_KERAS_FF}/{_KERAS_FF}_W1", "h.{}.mlp.c_fc.bias": f"{_KERAS_FF}/{_KERAS_FF}_b1",
+    "h.{}.mlp.c_proj.weight": f"{_KERAS_FF}/{_KERAS_FF}_W2", "h.{}.mlp.c_proj.bias": f"{_KERAS_FF}/{_KERAS_FF}_b2",
+    "ln_f.weight": "Norm/gamma", "ln_f.bias": "Norm/beta",
+})
+
+
 # nanoGPT's module names are GPT2LMHeadModel's, its linear layers nn.Linear; `lm_head.weight` is
 # always saved (tied: the same tensor as wte) and old versions save the causal mask `attn.bias`
 NANOGPT = Layout("nanogpt", HF.names, in_out=False, ignore=_hf_ignored)
