@@ -7,6 +7,7 @@ import base64
 import filecmp
 import hashlib
 import http.server
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -284,3 +285,32 @@ def test_an_unreachable_host_is_named_and_offline_suggested(tmp_path):
     assert "partial download is kept" not in result.stderr  # nothing was downloaded
     left = [p.name for p in tmp_path.iterdir() if p.name != "hf"]  # HF_HOME, which the hub may create
     assert left == []  # no empty staging folders
+
+
+def test_generate_reads_a_step_of_a_run_and_a_keras_model_with_its_config(tmp_path):
+    from gpt2kit import Tokenizer
+    from gpt2kit import generate as generate_ids
+
+    def greedy(model) -> str:  # "A" is token 32, inside the fixtures' 96-token vocabulary
+        return Tokenizer.from_pretrained().decode(generate_ids(model, [[32]], max_new_tokens=6, do_sample=False)[0])
+
+    def cli(*flags: str) -> str:
+        out = run_cli("generate", *flags, "--prompt", "A", "--max-new-tokens", "6", "--temperature", "0")
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    run = FIXTURES / "gpt2simple" / "run1"
+    first, latest = greedy(GPT2.from_pretrained(run, checkpoint_step=1)), greedy(GPT2.from_pretrained(run))
+    assert first != latest  # the two saves differ, so the step read shows
+    assert "A" + first in cli("--model", str(run), "--checkpoint", "1")
+    assert "A" + latest in cli("--model", str(run))
+    keras = tmp_path / "keras"
+    keras.mkdir()
+    shutil.copyfile(FIXTURES / "keras" / "tiny" / "tiny.h5", keras / "tiny.h5")  # its hparams.json kept elsewhere
+    want = greedy(GPT2.from_pretrained(FIXTURES / "keras" / "tiny"))
+    assert "A" + want in cli("--model", str(keras / "tiny.h5"), "--config", str(FIXTURES / "keras" / "tiny" /
+                                                                                   "hparams.json"))
+    assert_user_error(run_cli("generate", "--model", str(keras / "tiny.h5"), "--prompt", "A"), "no hparams.json",
+                      "--config")
+    assert_user_error(run_cli("generate", "--model", str(run), "--config", str(keras), "--prompt", "A"),
+                      "--config names the hparams.json of a Keras .h5 only")

@@ -37,17 +37,21 @@ def backend_module(name: str):
 
 
 def load(model: str | Path | None = None, *, backend: str = "torch", dtype: torch.dtype | None = None,
-         device: torch.device | str | None = None) -> LoadedModel:
+         device: torch.device | str | None = None, checkpoint_step: int | None = None,
+         config_file: str | Path | None = None) -> LoadedModel:
     """A model ready for inference, its tokenizer, and where it came from.
 
     `model`: None or "default" (the model gpt2kit ships), a model folder or file in any format
     gpt2kit reads (Hugging Face / gpt2kit, OpenAI TensorFlow, MindSpore .ckpt), or a published
     name (gpt2 ... gpt2-xl, 124M ... 1558M). `dtype`: what the model computes in (default fp32);
-    `device`: cpu (default), cuda, cuda:N or auto.
+    `device`: cpu (default), cuda, cuda:N or auto. `checkpoint_step`: one save of a TensorFlow run
+    folder (gpt-2-simple's model-<step>); `config_file`: the hparams.json of a Keras .h5.
     """
     module = backend_module(backend)
     device = resolve_device(str(device)) if device is not None else torch.device("cpu")
-    return module.load(model, dtype=dtype or torch.float32, device=device)
+    options = {k: v for k, v in (("checkpoint_step", checkpoint_step),
+                                 ("config_file", None if config_file is None else Path(config_file))) if v is not None}
+    return module.load(model, dtype=dtype or torch.float32, device=device, **options)
 
 
 __all__ = ["BACKENDS", "Cache", "Decoder", "LoadedModel", "UnknownBackendError", "backend_module", "backend_names",

@@ -175,13 +175,17 @@ def exported(model: str | Path | None, dtype: torch.dtype) -> Path:
     return target
 
 
-def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) -> LoadedModel:
+def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device, checkpoint_step: int | None = None,
+         config_file: Path | None = None) -> LoadedModel:
     """A folder written by `gpt2kit export onnx --variant decoder` (its graph's dtype is the one it was
     exported in), or any model gpt2kit reads, exported in `dtype` on first use (`exported`)."""
     from gpt2kit.tokenizer import Tokenizer
 
     if device.type != "cpu":
         raise GPT2KitError(f"the onnxruntime backend runs on the CPU only, not {device}")
+    if checkpoint_step is not None or config_file is not None:  # the export cache is keyed by files alone
+        raise GPT2KitError("--checkpoint / --config pick what PyTorch reads; for the onnxruntime backend, `gpt2kit "
+                           "convert` that model into a folder first and give the folder")
     folder = exported(model, dtype)
     raw = read_json(folder / "config.json")
     notes = raw.get("gpt2kit") if isinstance(raw, dict) else None

@@ -12,8 +12,10 @@ from gpt2kit.weights.folder import read_model
 from gpt2kit.weights.resolve import DEFAULT_NAME
 
 
-def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device) -> LoadedModel:
-    gpt2, info = read_model(DEFAULT_NAME if model is None else model, dtype=dtype, device=device)
+def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device, checkpoint_step: int | None = None,
+         config_file: Path | None = None) -> LoadedModel:
+    gpt2, info = read_model(DEFAULT_NAME if model is None else model, dtype=dtype, device=device,
+                            checkpoint_step=checkpoint_step, config_file=config_file)
     gpt2.pack_weights()  # faster CPU decoding (the model is for inference); a no-op elsewhere
     return LoadedModel(model=gpt2, tokenizer=Tokenizer.for_model(info.path), name=None if model is None else str(model),
                        path=info.path, format=info.format, backend="torch", dtype=dtype, metadata=info.metadata)

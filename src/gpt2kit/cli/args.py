@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -30,16 +31,25 @@ def add_model_option(parser: argparse.ArgumentParser, required: bool = True) -> 
     default = "" if required else " (default: the small King James Bible model gpt2kit ships)"
     parser.add_argument(
         "--model", required=required, default=None, metavar="PATH",
-        help="model folder or file in any format gpt2kit reads (gpt2kit / Hugging Face, OpenAI TensorFlow, "
-             "MindSpore .ckpt), `default` for the model gpt2kit ships, or a published name: gpt2, gpt2-medium, "
+        help="model folder or file in any format gpt2kit reads (gpt2kit / Hugging Face, OpenAI TensorFlow and "
+             "gpt-2-simple runs, MindSpore .ckpt, GGUF, llm.c .bin, nanoGPT ckpt.pt, gpt-tf2 Keras .h5), "
+             "`default` for the model gpt2kit ships, or a published name: gpt2, gpt2-medium, "
              f"gpt2-large, gpt2-xl (also 124M, 355M, 774M, 1558M), looked up in the Hugging Face cache{default}",
     )
 
 
-def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+def add_read_options(parser: argparse.ArgumentParser) -> None:
+    """How to read a --model whose files leave a choice open."""
     parser.add_argument("--checkpoint", type=non_negative_int, default=None, metavar="STEP",
                         help="read the save of this step of a TensorFlow run folder (gpt-2-simple's model-STEP; "
                              "default: the latest, as its checkpoint file names)")
+    parser.add_argument("--config", dest="config_file", type=Path, default=None, metavar="HPARAMS",
+                        help="the hparams.json of a gpt-tf2 Keras .h5 (default: the one beside the .h5)")
+
+
+def read_options(args: argparse.Namespace) -> dict:
+    """--checkpoint and --config as the keyword arguments of load / convert / describe_model."""
+    return {"checkpoint_step": getattr(args, "checkpoint", None), "config_file": getattr(args, "config_file", None)}
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +66,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
 def load_model(args: argparse.Namespace) -> LoadedModel:
     """--model on --device in --dtype, ready to generate; which model it is goes to stderr."""
     device = "cpu" if args.backend == "onnxruntime" and args.device == "auto" else args.device
-    loaded = load(args.model, backend=args.backend, dtype=DTYPES[args.dtype], device=device)
+    loaded = load(args.model, backend=args.backend, dtype=DTYPES[args.dtype], device=device, **read_options(args))
     for line in loaded.notes(fp32="--dtype fp32"):
         print(line, file=sys.stderr)
     return loaded

@@ -15,7 +15,7 @@ import sys
 from typing import TextIO
 
 from gpt2kit.backends import Decoder
-from gpt2kit.cli.args import add_device_options, add_model_option, load_model
+from gpt2kit.cli.args import add_device_options, add_model_option, add_read_options, load_model
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args, unescape
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.generation import GenerationSettings, stream
@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "not a chat model). One sample per line: for several samples or beam search "
                                    "use `gpt2kit generate`. /help lists the commands.")
     add_model_option(p, required=False)
+    add_read_options(p)
     add_generation_options(p, many=False)
     add_device_options(p)
     p.set_defaults(run=run)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpt2kit.cli.args import add_device_options, add_model_option, load_model
+from gpt2kit.cli.args import add_device_options, add_model_option, add_read_options, load_model
 from gpt2kit.cli.generation_options import add_generation_options, settings_from_args
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import GenerationSettings, complete, stream
@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(--temperature 0: greedy); beam search is deterministic unless --do-sample.",
     )
     add_model_option(p, required=False)
+    add_read_options(p)
     src = p.add_argument_group("prompts and output")
     src.add_argument("--prompt", default=None, metavar="TEXT", help="text to continue")
     src.add_argument("--prompt-file", type=Path, default=None, metavar="FILE",

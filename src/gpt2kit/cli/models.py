@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gpt2kit.cli.args import add_checkpoint_option, add_model_option, non_negative_int
+from gpt2kit.cli.args import add_model_option, add_read_options, non_negative_int, read_options
 from gpt2kit.config import ALIASES, PRESETS
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.model import GPT2
@@ -19,14 +19,14 @@ def add_info_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_arg", nargs="?", default=None, metavar="MODEL",
                    help="the model, as with --model (default: the small King James Bible model gpt2kit ships)")
     add_model_option(p, required=False)
-    add_checkpoint_option(p)
+    add_read_options(p)
     p.set_defaults(run=run_info)
 
 
 def run_info(args: argparse.Namespace) -> int:
     if args.model_arg and args.model and args.model_arg != args.model:
         raise GPT2KitError(f"two models given ({args.model_arg} and --model {args.model}); name one")
-    info = describe_model(args.model_arg or args.model or DEFAULT_NAME, checkpoint_step=args.checkpoint)
+    info = describe_model(args.model_arg or args.model or DEFAULT_NAME, **read_options(args))
     c = info["config"]
     print(f"model       {info['path']}")
     print(f"format      {info['format']}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpt2kit.cli.args import DTYPES, add_checkpoint_option
+from gpt2kit.cli.args import DTYPES, add_read_options, read_options
 from gpt2kit.weights.convert import convert
 from gpt2kit.weights.download import download
 from gpt2kit.weights.folder import FORMATS, WRITABLE
@@ -32,7 +32,7 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
                    help="store weights in this dtype (default: keep the source's); q8_0: GGUF only, the matrices "
                         "in ggml's 8-bit blocks (llama.cpp's int8)")
     p.add_argument("--overwrite", action="store_true", help="write into a DST that already holds files")
-    add_checkpoint_option(p)
+    add_read_options(p)
     p.set_defaults(run=run_convert)
 
 
@@ -40,7 +40,7 @@ def run_convert(args: argparse.Namespace) -> int:
     quantize = args.dtype if args.dtype in QUANTIZED else None
     dtype = DTYPES[args.dtype] if args.dtype in DTYPES else None
     out = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format, dtype=dtype,
-                  quantize=quantize, overwrite=args.overwrite, checkpoint_step=args.checkpoint)
+                  quantize=quantize, overwrite=args.overwrite, **read_options(args))
     print(f"wrote {out} ({args.dst_format})")
     return 0
 

@@ -150,13 +150,14 @@ class GPT2(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, dtype: torch.dtype | None = None,
                         device: torch.device | str | None = None, fmt: str = "auto",
-                        checkpoint_step: int | None = None) -> GPT2:
-        """Load a model folder or file (Hugging Face / gpt2kit, OpenAI TensorFlow checkpoint,
-        MindSpore .ckpt; the format is detected) or a published name such as `gpt2`;
-        `checkpoint_step` picks one save of a TensorFlow run folder (gpt-2-simple's model-<step>)."""
+                        checkpoint_step: int | None = None, config_file: str | Path | None = None) -> GPT2:
+        """Load a model folder or file in any format gpt2kit reads (the format is detected) or a
+        published name such as `gpt2`; `checkpoint_step` picks one save of a TensorFlow run folder
+        (gpt-2-simple's model-<step>), `config_file` the hparams.json of a Keras .h5."""
         from gpt2kit.weights import load_model
 
-        return load_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step)
+        return load_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step,
+                          config_file=None if config_file is None else Path(config_file))
 
     def save_pretrained(self, path: str | Path, *, metadata: dict | None = None) -> Path:
         """Write a Hugging Face-compatible folder: config, safetensors weights, tokenizer files."""

@@ -20,7 +20,7 @@ from gpt2kit.weights.resolve import resolve_model_path
 
 def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_format: str = "hf",
             dtype: torch.dtype | None = None, quantize: str | None = None, overwrite: bool = False,
-            checkpoint_step: int | None = None) -> Path:
+            checkpoint_step: int | None = None, config_file: Path | None = None) -> Path:
     """Read `src` (format detected unless given; `checkpoint_step` picks one save of a TensorFlow
     run folder), write a complete folder in `dst_format` (weights, config and tokenizer files).
     dtype None keeps the stored dtype; quantize "q8_0" (GGUF only) stores the matrices in ggml's
@@ -40,7 +40,7 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
             raise WeightsError(f"{dst}: holds a model in the {held} format; writing {dst_format} files beside it would "
                                "leave both (choose an empty folder)")
     path = resolve_model_path(src)
-    config, state, fmt = read_checkpoint(path, src_format, dtype, checkpoint_step)
+    config, state, fmt = read_checkpoint(path, src_format, dtype, checkpoint_step, config_file)
     model = model_from_state(config, state)
     from gpt2kit.tokenizer import Tokenizer
 

@@ -128,24 +128,31 @@ def _readers() -> dict[str, Callable]:
             "llmc": read_llmc, "nanogpt": read_nanogpt, "keras-h5": read_keras_h5}
 
 
-def check_step(path: Path, fmt: str, checkpoint_step: int | None) -> None:
-    """A saved step is picked only among a TensorFlow run folder's saves: other formats hold one model."""
+def check_read_options(path: Path, fmt: str, checkpoint_step: int | None, config_file: Path | None = None) -> None:
+    """A saved step is picked only among a TensorFlow run folder's saves (other formats hold one model),
+    and a config file is named only for a Keras .h5 (other formats state their shape)."""
+    if config_file is not None and fmt != "keras-h5":
+        raise WeightsError(f"{path}: a {fmt} model states its own shape; --config names the hparams.json of a "
+                           "Keras .h5 only")
     if checkpoint_step is not None and fmt != "openai":
         raise WeightsError(f"{path}: a {fmt} model holds one checkpoint; picking step {checkpoint_step} is only for "
                            "TensorFlow checkpoint folders (model-<step>.index)")
 
 
 def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = None,
-                    checkpoint_step: int | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
+                    checkpoint_step: int | None = None, config_file: Path | None = None,
+                    ) -> tuple[GPT2Config, dict[str, torch.Tensor], str]:
     """Config, our state dict, and the format of a checkpoint; `checkpoint_step` picks one save of a
-    TensorFlow run folder (gpt-2-simple's model-<step>) instead of the latest."""
+    TensorFlow run folder (gpt-2-simple's model-<step>) instead of the latest; `config_file` is the
+    hparams.json of a Keras .h5 kept elsewhere than beside it."""
     if fmt == "auto":
         fmt = detect_format(path)
     elif fmt not in FORMATS:
         raise WeightsError(f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}")
-    check_step(path, fmt, checkpoint_step)
-    step = {} if checkpoint_step is None else {"checkpoint_step": checkpoint_step}
-    config, state = _readers()[fmt](path, dtype, **step)
+    check_read_options(path, fmt, checkpoint_step, config_file)
+    options = {k: v for k, v in (("checkpoint_step", checkpoint_step), ("config_file", config_file))
+               if v is not None}
+    config, state = _readers()[fmt](path, dtype, **options)
     return config, state, fmt
 
 
@@ -182,11 +189,12 @@ def read_model(
     device: torch.device | str | None = None,
     fmt: str = "auto",
     checkpoint_step: int | None = None,
+    config_file: Path | None = None,
 ) -> tuple[GPT2, ModelInfo]:
     """A GPT2 from a model folder or file in any supported format, or a published name, and
     where it came from; fp32 unless `dtype` says otherwise."""
     path = resolve_model_path(name_or_path)
-    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32, checkpoint_step)
+    config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32, checkpoint_step, config_file)
     model = model_from_state(config, state)
     model.generation_config = read_generation_config(path) if path.is_dir() else {}
     info = ModelInfo(path, fmt, read_metadata(path, fmt))
@@ -195,9 +203,10 @@ def read_model(
 
 def load_model(name_or_path: str | Path, *, dtype: torch.dtype | None = None,
                device: torch.device | str | None = None, fmt: str = "auto",
-               checkpoint_step: int | None = None) -> GPT2:
+               checkpoint_step: int | None = None, config_file: Path | None = None) -> GPT2:
     """The model of `read_model` alone (`GPT2.from_pretrained`)."""
-    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step)[0]
+    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step,
+                      config_file=config_file)[0]
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:

@@ -9,7 +9,7 @@ import torch
 
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.model.gpt2 import GPT2
-from gpt2kit.weights.folder import check_step, detect_format, model_folder, read_metadata
+from gpt2kit.weights.folder import check_read_options, detect_format, model_folder, read_metadata
 from gpt2kit.weights.hf import SAFETENSORS_DTYPES, SafetensorsSource, find_weights_file, open_weights
 from gpt2kit.weights.layouts import MINDSPORE, NANOGPT, OPENAI, expected_shapes
 from gpt2kit.weights.llmc import find_llmc, read_header
@@ -31,11 +31,12 @@ def dtype_name(dtype: torch.dtype | str) -> str:
     return DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
 
 
-def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None) -> dict[str, Any]:
+def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None,
+                   config_file: Path | None = None) -> dict[str, Any]:
     path = resolve_model_path(name_or_path)
     onnx = _onnx_graph(path)
     fmt = "onnx" if onnx else detect_format(path)
-    check_step(path, fmt, checkpoint_step)
+    check_read_options(path, fmt, checkpoint_step, config_file)
     folder = model_folder(path)
     note = run = None
     if onnx:  # a folder of `gpt2kit export onnx`: what the graph computes in, from its notes
@@ -72,7 +73,7 @@ def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None)
     elif fmt == "keras-h5":
         from gpt2kit.weights.keras_h5 import describe_h5
 
-        config, dtypes = describe_h5(path)
+        config, dtypes = describe_h5(path, config_file)
     else:
         ckpt = find_ckpt(path)
         tensors = strip_prefix(read_ckpt(ckpt))

@@ -57,12 +57,15 @@ def find_h5(path: Path) -> Path:
     return found[0]
 
 
-def h5_config(file: Path) -> GPT2Config:
-    """The config of hparams.json beside the .h5; epsilon gpt-tf2's unless the file names one."""
-    hparams = file.parent / "hparams.json"
+def h5_config(file: Path, config_file: Path | None = None) -> GPT2Config:
+    """The config of `config_file`, else of the hparams.json beside the .h5; epsilon gpt-tf2's unless
+    the file names one."""
+    hparams = Path(config_file) if config_file is not None else file.parent / "hparams.json"
     if not hparams.is_file():
+        if config_file is not None:
+            raise WeightsError(f"{hparams}: no such file (--config names the hparams.json gpt-tf2 was given)")
         raise WeightsError(f"{file}: no hparams.json beside it (a Keras .h5 holds no model shape; put the model's "
-                           "hparams.json, the one gpt-tf2 was given, in the same folder)")
+                           "hparams.json, the one gpt-tf2 was given, in the same folder, or name it with --config)")
     raw = read_json(hparams)
     config = GPT2Config.from_hparams(raw, source=str(hparams))
     epsilon = raw.get("layer_norm_epsilon", EPSILON)
@@ -126,17 +129,18 @@ def _join_qkv(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def read_keras_h5(path: Path, dtype: torch.dtype | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
+def read_keras_h5(path: Path, dtype: torch.dtype | None = None,
+                  config_file: Path | None = None) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
     file = find_h5(path)
-    config = h5_config(file)
+    config = h5_config(file, config_file)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in read_arrays(file).items()}
-    return config, collect(KERAS, DictSource(tensors), config, file, "hparams.json", dtype)
+    return config, collect(KERAS, DictSource(tensors), config, file, config_file or "hparams.json", dtype)
 
 
-def describe_h5(path: Path) -> tuple[GPT2Config, set[str]]:
+def describe_h5(path: Path, config_file: Path | None = None) -> tuple[GPT2Config, set[str]]:
     """Config and stored dtypes (for `gpt2kit info`)."""
     file = find_h5(path)
-    config = h5_config(file)
+    config = h5_config(file, config_file)
     dtypes = {str(a.dtype).replace("float", "fp") for a in read_arrays(file).values()}
     return config, dtypes
 
