@@ -150,6 +150,7 @@ def llama_cpp_engine(folder: Path, work: Path, dtype: str, threads: int) -> Engi
 
     def decode(prompt: torch.Tensor, batch: int, new: int) -> list[list[int]]:
         ids: list[int] = []
+        llm.reset()  # else generate() keeps the prompt's cached keys/values from the last run: no prefill at all
         for token in llm.generate(prompt[0].tolist(), top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
             ids.append(token)
             if len(ids) == new:
