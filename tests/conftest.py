@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from gpt2kit import GPT2
 from helpers import random_model
@@ -18,6 +20,23 @@ TIKTOKEN_URLS = {
     "vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
     "encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
 }
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist, each worker gets its share of the cores (one thread each for `make test`'s
+    two workers on two cores). torch's default, a thread per core in every worker, oversubscribes the
+    cores: OpenMP threads of one process wait at barriers for threads the others have descheduled, and
+    the small ops of tiny models ran 3-5 times slower, in CPU time too. OMP_NUM_THREADS carries the
+    share to the CLI processes the tests start; a value the user set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+share_the_cores()
 
 
 @pytest.fixture
