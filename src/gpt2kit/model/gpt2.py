@@ -100,6 +100,15 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def embedding(num: int, dim: int) -> nn.Embedding:
+    """nn.Embedding, left uninitialised on the meta device, where the loaders build the model before
+    assigning the file's tensors: nn.Embedding's own normal_ there goes through torch._refs, whose first
+    use imports torch._dynamo, 2-3 s of CPU in every process that loads a model."""
+    if torch.get_default_device().type == "meta":
+        return nn.Embedding(num, dim, _weight=torch.empty(num, dim))
+    return nn.Embedding(num, dim)
+
+
 class GPT2(nn.Module):
     """The GPT-2 language model. `model(input_ids)` returns logits (batch, seq, vocab)."""
 
@@ -107,8 +116,8 @@ class GPT2(nn.Module):
         super().__init__()
         self.config = config
         self.generation_config: dict = {}  # generation_config.json's keys, set by the folder loader
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wte = embedding(config.vocab_size, config.n_embd)
+        self.wpe = embedding(config.n_positions, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
