@@ -63,6 +63,25 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
                           env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def cli(*args: str):
+    """Run `gpt2kit ARGS` in this process (gpt2kit.cli.main.main), returning what run_cli returns: the
+    exit status and the text printed. For tests of what a command does rather than of the process: each
+    fresh process costs 3-4 s of CPU (Python and torch imports)."""
+    import contextlib
+    import io
+    import subprocess
+
+    from gpt2kit.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse: usage errors (2), --help and --version (0)
+            code = exit.code if isinstance(exit.code, int) else 1
+    return subprocess.CompletedProcess(["gpt2kit", *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_user_error(result, *fragments: str) -> None:
     """A non-zero exit (1, or 2 for usage errors), one line on stderr naming the problem, no traceback."""
     assert result.returncode in (1, 2), (result.returncode, result.stderr)

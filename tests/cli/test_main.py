@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import assert_user_error, run_cli
+from helpers import assert_user_error, cli, run_cli
 
 
 def test_info(model_dir):
@@ -52,11 +52,11 @@ def test_abbreviated_options_are_refused(model_dir, tmp_path):
 
 
 def test_info_takes_the_model_as_positional_or_option_and_default_is_the_shipped_model(model_dir):
-    positional = run_cli("info", str(model_dir))
+    positional = cli("info", str(model_dir))
     assert positional.returncode == 0, positional.stderr
-    assert positional.stdout == run_cli("info", "--model", str(model_dir)).stdout
-    shipped = run_cli("info", "default")
+    assert positional.stdout == cli("info", "--model", str(model_dir)).stdout
+    shipped = cli("info", "default")
     assert shipped.returncode == 0, shipped.stderr
     assert "default_model" in shipped.stdout
-    assert run_cli("info", "--model", "default").stdout == shipped.stdout
-    assert_user_error(run_cli("info", str(model_dir), "--model", "default"), "two models given")
+    assert cli("info", "--model", "default").stdout == shipped.stdout
+    assert_user_error(cli("info", str(model_dir), "--model", "default"), "two models given")

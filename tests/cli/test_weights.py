@@ -17,7 +17,7 @@ import torch
 import transformers
 
 from gpt2kit import GPT2
-from helpers import assert_user_error, random_model, run_cli, tiny_config
+from helpers import assert_user_error, cli, random_model, run_cli, tiny_config
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 VOCAB = Path(__file__).parents[2] / "src" / "gpt2kit" / "tokenizer" / "data"
@@ -40,21 +40,21 @@ def test_convert_openai_to_hf_and_back(tmp_path):
 
 def test_gpt2simple_run_folder_by_step(tmp_path):
     run = FIXTURES / "gpt2simple" / "run1"
-    info = run_cli("info", str(run))
+    info = cli("info", str(run))
     assert info.returncode == 0, info.stderr
     assert "format      openai" in info.stdout
     assert "run         run1: step 2 loaded (saved steps: 1, 2), counter 2" in info.stdout
-    info = run_cli("info", str(run), "--checkpoint", "1")
+    info = cli("info", str(run), "--checkpoint", "1")
     assert "run         run1: step 1 loaded (saved steps: 1, 2), counter 2" in info.stdout
-    result = run_cli("convert", str(run), str(tmp_path / "hf"), "--checkpoint", "1")
+    result = cli("convert", str(run), str(tmp_path / "hf"), "--checkpoint", "1")
     assert result.returncode == 0, result.stderr
     with torch.no_grad():
         ids = torch.arange(20)[None]
         assert torch.equal(GPT2.from_pretrained(tmp_path / "hf")(ids),
                            GPT2.from_pretrained(run, checkpoint_step=1)(ids))
-    assert_user_error(run_cli("convert", str(run), str(tmp_path / "x"), "--checkpoint", "3"),
+    assert_user_error(cli("convert", str(run), str(tmp_path / "x"), "--checkpoint", "3"),
                       "run1", "no checkpoint of step 3 (saved steps: 1, 2)")
-    assert_user_error(run_cli("info", str(tmp_path / "hf"), "--checkpoint", "1"),
+    assert_user_error(cli("info", str(tmp_path / "hf"), "--checkpoint", "1"),
                       "hf model holds one checkpoint", "only for TensorFlow checkpoint folders")
 
 
@@ -80,14 +80,14 @@ def test_convert_mindspore_with_dtype(tmp_path):
 
 def test_convert_to_gguf_q8_0_and_run_it(tmp_path):
     random_model(tiny_config(n_embd=64)).save_pretrained(tmp_path / "hf")
-    result = run_cli("convert", str(tmp_path / "hf"), str(tmp_path / "q8"), "--to", "gguf", "--dtype", "q8_0")
+    result = cli("convert", str(tmp_path / "hf"), str(tmp_path / "q8"), "--to", "gguf", "--dtype", "q8_0")
     assert result.returncode == 0, result.stderr
-    info = run_cli("info", str(tmp_path / "q8"))
+    info = cli("info", str(tmp_path / "q8"))
     assert "format      gguf" in info.stdout and "dtype       fp32, q8_0" in info.stdout, info.stdout
-    out = run_cli("generate", "--model", str(tmp_path / "q8" / "model.gguf"), "--prompt", "And", "--max-new-tokens",
+    out = cli("generate", "--model", str(tmp_path / "q8" / "model.gguf"), "--prompt", "And", "--max-new-tokens",
                   "4", "--temperature", "0")
     assert out.returncode == 0, out.stderr
-    assert_user_error(run_cli("convert", str(tmp_path / "hf"), str(tmp_path / "x"), "--dtype", "q8_0"),
+    assert_user_error(cli("convert", str(tmp_path / "hf"), str(tmp_path / "x"), "--dtype", "q8_0"),
                       "q8_0 is a GGUF type", "--to gguf")
     assert not (tmp_path / "x").exists()
 
@@ -96,15 +96,15 @@ def test_convert_to_llmc_and_nanogpt_and_back(tmp_path):
     from helpers import unxz
 
     src = unxz(FIXTURES / "llmc" / "model.bin.xz", tmp_path / "src")  # tanh GELU, as both GPT-2 and llm.c
-    result = run_cli("convert", str(src), str(tmp_path / "nano"), "--to", "nanogpt", "--dtype", "bf16")
+    result = cli("convert", str(src), str(tmp_path / "nano"), "--to", "nanogpt", "--dtype", "bf16")
     assert result.returncode == 0, result.stderr
-    info = run_cli("info", str(tmp_path / "nano" / "ckpt.pt"))
+    info = cli("info", str(tmp_path / "nano" / "ckpt.pt"))
     assert info.returncode == 0, info.stderr
     assert "format      nanogpt" in info.stdout and "dtype       bf16" in info.stdout
-    result = run_cli("convert", str(tmp_path / "nano"), str(tmp_path / "llmc"), "--to", "llmc")
+    result = cli("convert", str(tmp_path / "nano"), str(tmp_path / "llmc"), "--to", "llmc")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "llmc").iterdir()) == ["gpt2_tokenizer.bin", "model.bin"]
-    info = run_cli("info", str(tmp_path / "llmc"))
+    info = cli("info", str(tmp_path / "llmc"))
     assert "format      llmc" in info.stdout and "dtype       bf16" in info.stdout
     ours = GPT2.from_pretrained(src).to(torch.bfloat16).float()
     back = GPT2.from_pretrained(tmp_path / "llmc", dtype=torch.float32)
@@ -115,7 +115,7 @@ def test_convert_to_llmc_and_nanogpt_and_back(tmp_path):
     assert shape in info.stdout
     # nanoGPT's own checkpoints compute the exact GELU, which llm.c's network cannot
     nano = unxz(FIXTURES / "nanogpt" / "ckpt.pt.xz", tmp_path / "theirs")
-    assert_user_error(run_cli("convert", str(nano), str(tmp_path / "x"), "--to", "llmc"),
+    assert_user_error(cli("convert", str(nano), str(tmp_path / "x"), "--to", "llmc"),
                       "cannot hold activation_function: gelu")
 
 def test_llmc_and_nanogpt_errors(tmp_path):
@@ -294,23 +294,23 @@ def test_generate_reads_a_step_of_a_run_and_a_keras_model_with_its_config(tmp_pa
     def greedy(model) -> str:  # "A" is token 32, inside the fixtures' 96-token vocabulary
         return Tokenizer.from_pretrained().decode(generate_ids(model, [[32]], max_new_tokens=6, do_sample=False)[0])
 
-    def cli(*flags: str) -> str:
-        out = run_cli("generate", *flags, "--prompt", "A", "--max-new-tokens", "6", "--temperature", "0")
+    def generated(*flags: str) -> str:
+        out = cli("generate", *flags, "--prompt", "A", "--max-new-tokens", "6", "--temperature", "0")
         assert out.returncode == 0, out.stderr
         return out.stdout
 
     run = FIXTURES / "gpt2simple" / "run1"
     first, latest = greedy(GPT2.from_pretrained(run, checkpoint_step=1)), greedy(GPT2.from_pretrained(run))
     assert first != latest  # the two saves differ, so the step read shows
-    assert "A" + first in cli("--model", str(run), "--checkpoint", "1")
-    assert "A" + latest in cli("--model", str(run))
+    assert "A" + first in generated("--model", str(run), "--checkpoint", "1")
+    assert "A" + latest in generated("--model", str(run))
     keras = tmp_path / "keras"
     keras.mkdir()
     shutil.copyfile(FIXTURES / "keras" / "tiny" / "tiny.h5", keras / "tiny.h5")  # its hparams.json kept elsewhere
     want = greedy(GPT2.from_pretrained(FIXTURES / "keras" / "tiny"))
-    assert "A" + want in cli("--model", str(keras / "tiny.h5"), "--config", str(FIXTURES / "keras" / "tiny" /
-                                                                                   "hparams.json"))
-    assert_user_error(run_cli("generate", "--model", str(keras / "tiny.h5"), "--prompt", "A"), "no hparams.json",
+    assert "A" + want in generated("--model", str(keras / "tiny.h5"), "--config",
+                                   str(FIXTURES / "keras" / "tiny" / "hparams.json"))
+    assert_user_error(cli("generate", "--model", str(keras / "tiny.h5"), "--prompt", "A"), "no hparams.json",
                       "--config")
-    assert_user_error(run_cli("generate", "--model", str(run), "--config", str(keras), "--prompt", "A"),
+    assert_user_error(cli("generate", "--model", str(run), "--config", str(keras), "--prompt", "A"),
                       "--config names the hparams.json of a Keras .h5 only")
