@@ -127,11 +127,14 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_command_that_resumes(text, tmp
     # SIGINT as a terminal sends it (a test runner in the background may have it ignored, which children inherit)
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while time.time() < deadline and run.poll() is None:
-        if (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 2:
-            break
+    deadline = time.time() + 300  # a loaded machine can take a minute to start the run
+    started = False
+    while not started and time.time() < deadline and run.poll() is None:
+        started = (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 2
         time.sleep(0.05)
+    if not started:  # a SIGINT now would land before the training loop, and fail the test for another reason
+        run.kill()
+        pytest.fail(f"the run did not reach step 2 (exit status {run.wait()}): {run.stderr.read()}")
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130, err
