@@ -6,7 +6,7 @@ import json
 import sys
 
 from gpt2kit.cli.main import main
-from helpers import assert_user_error, run_cli
+from helpers import assert_user_error, cli, run_cli
 
 
 def test_export_onnx_writes_a_checked_folder(tmp_path):
@@ -21,7 +21,7 @@ def test_export_onnx_writes_a_checked_folder(tmp_path):
     config = json.loads((tmp_path / "onnx" / "config.json").read_text())
     assert config["gpt2kit"]["origin"].startswith("gpt2kit's default model")  # the source's notes are kept
 
-    result = run_cli("export", "onnx", "--out", str(tmp_path / "onnx"))
+    result = cli("export", "onnx", "--out", str(tmp_path / "onnx"))
     assert_user_error(result, "onnx: already exists and is not empty (pass --overwrite")
 
     # the exported folder generates through --backend onnxruntime: the same greedy text as PyTorch
@@ -34,7 +34,7 @@ def test_export_onnx_writes_a_checked_folder(tmp_path):
     first_use = run_cli(*greedy, "--backend", "onnxruntime", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert first_use.returncode == 0 and first_use.stdout == torch_run.stdout, first_use.stderr
     assert f"gpt2kit: exporting default to ONNX (fp32) in {tmp_path / 'cache'}" in first_use.stderr
-    assert_user_error(run_cli(*greedy, "--model", str(tmp_path / "onnx")), "holds an ONNX export",
+    assert_user_error(cli(*greedy, "--model", str(tmp_path / "onnx")), "holds an ONNX export",
                       "--backend onnxruntime")
 
 
