@@ -6,6 +6,7 @@ plain HTTP: the text streamed into the page, its token count and the server's er
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from serving.conftest import API_KEY
+from serving.conftest import API_KEY, running_server
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` on PATH: install Debian's chromium package "
@@ -146,3 +147,29 @@ def test_api_key_is_kept_for_the_tab_only(page: Page, browser, server):
         expect(fresh.locator("#error")).to_contain_text("401: no API key given")
     finally:
         other.close()
+
+
+def test_an_error_event_mid_stream_is_shown(browser, shipped):
+    # a timeout after the 200 was sent travels as a `data: {"error": ...}` event
+    with running_server(shipped, request_timeout=0.1) as server:
+        context = browser.new_context(base_url=server.url)
+        try:
+            page = context.new_page()
+            page.goto("/")
+            expect(page.locator("#model")).to_have_text("test-model")  # no key needed on this server
+            page.get_by_label("Max tokens").fill("240")
+            page.get_by_label("Temperature").fill("0")
+            page.get_by_label("Prompt").fill("And the LORD said")
+            with page.expect_request("**/v1/completions") as sent:
+                page.get_by_role("button", name="Generate").click()
+            expect(page.locator("#status")).to_have_text("error", timeout=WAIT_MS)
+            assert int(page.locator("#tokens").text_content()) < 240
+            wait_until(lambda: health(server)["running_rows"] == 0, "the server frees the timed-out request's row")
+
+            with httpx.stream("POST", server.v1 + "/completions", json=sent.value.post_data_json, timeout=60) as answer:
+                assert answer.status_code == 200
+                events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: {")]
+            (message,) = [e["error"]["message"] for e in events if "error" in e]
+            expect(page.locator("#error")).to_have_text(message)
+        finally:
+            context.close()
