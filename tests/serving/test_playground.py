@@ -173,3 +173,27 @@ def test_an_error_event_mid_stream_is_shown(browser, shipped):
             expect(page.locator("#error")).to_have_text(message)
         finally:
             context.close()
+
+
+def sse_body(*events: str, newline: str = "\n") -> str:
+    return "".join(f"data: {e}{newline}{newline}" for e in events)
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    # what the SSE format allows besides what gpt2kit's server sends: CRLF line ends, comments, no space after data:
+    (": keep-alive\r\n\r\n" + sse_body('{"choices": [{"text": "In the", "logprobs": {"tokens": ["In", " the"]}}]}',
+                                       newline="\r\n")
+     + 'data:{"choices": [{"text": " beginning", "logprobs": {"tokens": [" beginning"]}, "finish_reason": "length"}]}'
+       "\n\n" + sse_body("[DONE]"), "done: max tokens reached", ""),
+    (sse_body('{"choices": [{"text": "In the", "logprobs": {"tokens": ["In", " the"]}}]}'), "error",
+     "the server closed the stream before its end (data: [DONE])"),
+], ids=["sse-variants", "no-done"])
+def test_event_stream_parsing(page: Page, body: str, status: str, error: str):
+    page.route("**/v1/completions", lambda route: route.fulfill(status=200, content_type="text/event-stream",
+                                                                body=body))
+    page.get_by_label("Prompt").fill("x")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#status")).to_have_text(status)
+    expect(page.locator("#error")).to_have_text(error)
+    expect(page.locator("#completion")).to_have_text("In the beginning" if status != "error" else "In the")
+    expect(page.locator("#tokens")).to_have_text("3" if status != "error" else "2")

@@ -164,8 +164,12 @@ async function generate() {
       setStatus("error");
       return;
     }
+    let ended = false;
     for await (const data of events(response.body)) {
-      if (data === "[DONE]") break;
+      if (data === "[DONE]") {
+        ended = true;
+        break;
+      }
       let chunk;
       try {
         chunk = JSON.parse(data);
@@ -185,6 +189,11 @@ async function generate() {
         meter.add(choice.logprobs ? choice.logprobs.tokens.length : 0);
         finish = choice.finish_reason || finish;
       }
+    }
+    if (!ended) {
+      showError("the server closed the stream before its end (data: [DONE])");
+      setStatus("error");
+      return;
     }
     setStatus(finish === "length" ? "done: max tokens reached" : finish ? "done: stopped by the model" : "done");
   } catch (err) {
