@@ -2,7 +2,9 @@
 its executable path (`make setup` installs both), against the real test server.
 
 The reference for what the page shows is the server's own answer to the same request over
-plain HTTP: the text streamed into the page, its token count and the server's error message."""
+plain HTTP: the text streamed into the page, its token count and the server's error messages.
+Only the event-stream reader's test feeds the page hand-written bodies: forms of the format that
+gpt2kit's server does not send but others may (CRLF, comments), and a stream cut before its end."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` on PATH: install Debian's chromium package "
                                                          "(`make setup` does, with apt-get) to test the playground")
 WAIT_MS = 60_000  # generous: a loaded CI machine decodes slowly; every wait ends as soon as its condition holds
+expect.set_options(timeout=20_000)  # the same for quick checks (Playwright's default is 5 s)
 
 
 @pytest.fixture(scope="module")
