@@ -11,8 +11,8 @@ import httpx
 import pytest
 import torch
 
-from serving_helpers import API_KEY
 from gpt2kit.generation import complete
+from serving_helpers import API_KEY
 
 openai = pytest.importorskip("openai")
 

@@ -47,7 +47,9 @@ def create_app(loaded: LoadedModel, options: ServerOptions):
     scheduler = Scheduler(loaded.model, loaded.tokenizer, max_batch_size=options.max_batch_size,
                           max_queue=options.max_queue, on_step=lambda size: metrics.batch_size.observe(size))
     metrics = Metrics(lambda: scheduler.queue_depth, lambda: scheduler.active_rows)
-    completions = Completions(loaded, scheduler, options.model_name, template, options.request_timeout)
+    completions = Completions(loaded, scheduler, options.model_name, template, options.request_timeout,
+                              observe=lambda kind, seconds: (metrics.ttft if kind == "first_token"
+                                                             else metrics.per_token).observe(seconds))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -101,19 +103,10 @@ def create_app(loaded: LoadedModel, options: ServerOptions):
     def disconnected_of(request) -> Callable:
         return request.is_disconnected
 
-    def sse(chunks: AsyncIterator[dict[str, Any]], started: float):
+    def sse(chunks: AsyncIterator[dict[str, Any]]):
         async def events():
-            first = True
-            last = started
             try:
                 async for chunk in chunks:
-                    now = time.perf_counter()
-                    if first and chunk.get("choices"):
-                        metrics.ttft.observe(now - started)
-                        first = False
-                    elif chunk.get("choices"):
-                        metrics.per_token.observe(now - last)
-                    last = now
                     yield f"data: {json.dumps(chunk)}\n\n"
             except APIError as err:  # after the 200 was sent: the error travels as an event
                 yield f"data: {json.dumps(err.body())}\n\n"
@@ -138,23 +131,20 @@ def create_app(loaded: LoadedModel, options: ServerOptions):
 
     @app.post("/v1/completions")
     async def create_completion(request: fastapi.Request):
-        started = time.perf_counter()
         body = await parse(request, CompletionRequest)
         plan = completions.plan_completion(body)
         if plan.stream:
-            return sse(counted(completions.completion_chunks(plan, disconnected_of(request))), started)
+            return sse(counted(completions.completion_chunks(plan, disconnected_of(request))))
         response = await completions.completion(plan, disconnected_of(request))
         count_tokens(response)
-        metrics.ttft.observe(time.perf_counter() - started)
         return response
 
     @app.post("/v1/chat/completions")
     async def create_chat_completion(request: fastapi.Request):
-        started = time.perf_counter()
         body = await parse(request, ChatRequest)
         plan = completions.plan_chat(body)
         if plan.stream:
-            return sse(counted(completions.chat_chunks(plan, disconnected_of(request))), started)
+            return sse(counted(completions.chat_chunks(plan, disconnected_of(request))))
         response = await completions.chat(plan, disconnected_of(request))
         count_tokens(response)
         return response
@@ -213,6 +203,7 @@ class Guard:
             return await self.app(scope, receive, send)
         path = scope["path"]
         status = {"code": 500}
+        started = time.perf_counter()
 
         async def counting_send(message):
             if message["type"] == "http.response.start":
@@ -230,6 +221,8 @@ class Guard:
         finally:
             endpoint = path if path.startswith(GUARDED_PREFIX) or path in OPEN_PATHS else "other"
             self.metrics.requests.labels(endpoint, str(status["code"])).inc()
+            if path.startswith(GUARDED_PREFIX):
+                self.metrics.duration.observe(time.perf_counter() - started)
 
     def refusal(self, scope) -> APIError | None:
         headers = dict(scope.get("headers") or [])

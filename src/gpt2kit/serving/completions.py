@@ -69,12 +69,14 @@ class Plan:
     stream: bool
     include_usage: bool
     max_tokens: int
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Completions:
     def __init__(self, loaded: LoadedModel, scheduler: Scheduler, model_name: str, template: ChatTemplate,
-                 timeout: float) -> None:
+                 timeout: float, observe: Callable[[str, float], None] | None = None) -> None:
         self.loaded, self.scheduler, self.model_name = loaded, scheduler, model_name
+        self.observe = observe or (lambda _kind, _seconds: None)  # ("first_token" | "next_token", seconds)
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.template, self.timeout = template, timeout
         self.context = self.model.config.n_positions
@@ -149,7 +151,7 @@ class Completions:
             raise APIError(str(err), status=429, type="rate_limit_error", code="queue_full",
                            headers={"Retry-After": "1"}) from None
         deadline = time.monotonic() + self.timeout
-        running = len(jobs)
+        running, last = len(jobs), None
         try:
             while running:
                 try:
@@ -170,6 +172,9 @@ class Completions:
                 elif isinstance(item, Exception):
                     raise item
                 else:
+                    now = time.perf_counter()
+                    self.observe("first_token" if last is None else "next_token", now - (last or plan.started))
+                    last = now
                     yield offsets[job] + item.index, item
         finally:
             for job in jobs:

@@ -22,15 +22,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """What to say when the server can be reached from other machines without a key."""
+    if is_loopback(host) or api_key:
+        return None
+    return (f"gpt2kit: warning: serving on {host} without --api-key: anyone who can reach this machine can use "
+            "the model")
+
+
 def serve(loaded: LoadedModel, options: ServerOptions, *, host: str = "127.0.0.1", port: int = 8000,
           log_level: str = "warning") -> None:
     """Serve `loaded` until Ctrl-C (or SIGTERM)."""
     uvicorn = require("uvicorn", "serve", "gpt2kit serve")
     if not 0 <= port <= 65535:
         raise GPT2KitError(f"--port must be in 0..65535, got {port}")
-    if not is_loopback(host) and not options.api_key:
-        print(f"gpt2kit: warning: serving on {host} without --api-key: anyone who can reach this machine can use "
-              "the model", file=sys.stderr)
+    warning = exposure_warning(host, options.api_key)
+    if warning:
+        print(warning, file=sys.stderr)
     app = create_app(loaded, options)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=GRACE_SECONDS,
                             access_log=log_level in ("info", "debug"))
