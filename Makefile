@@ -8,14 +8,25 @@ STAMP := $(VENV)/.installed
 # suite in about two thirds of the time of one process
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test bench lint clean default-model
+.PHONY: setup chromium demo test bench lint clean default-model
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,all]'
 	touch $(STAMP)
+
+# the playground's browser test drives Debian's chromium through Playwright (Playwright's own browser
+# download is not used); without chromium that one test is skipped
+CHROMIUM ?= chromium
+chromium:
+	@if command -v $(CHROMIUM) >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then echo "no $(CHROMIUM) and no apt-get: the playground test will be skipped"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "no $(CHROMIUM): run 'apt-get install chromium' as root, or the playground test is skipped"; \
+	else echo "installing Debian's chromium for the playground test"; \
+		log=$$( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium) 2>&1) || { echo "$$log"; exit 1; }; fi
 
 # generation from the model gpt2kit ships (trained on the King James Bible by scripts/train_default_model.sh)
 demo: setup

@@ -19,7 +19,7 @@ def test_core_and_extras():
     assert names(project["dependencies"]) == {"torch", "numpy", "safetensors", "tiktoken", "tqdm", "google-crc32c"}
     extras = project["optional-dependencies"]
     assert names(extras["hub"]) == {"huggingface-hub"} and names(extras["plot"]) == {"matplotlib"}
-    assert names(extras["onnx"]) == {"onnx", "onnxruntime"} and names(extras["serve"]) == {"fastapi", "uvicorn"}
+    assert names(extras["onnx"]) == {"onnx", "onnxruntime"} and names(extras["serve"]) == {"fastapi", "uvicorn", "prometheus-client"}
     assert names(extras["eval"]) == {"rouge-score", "scikit-learn"} and names(extras["keras"]) == {"h5py"}
     assert names(extras["bench"]) == {"ctranslate2", "llama-cpp-python"}  # peers `make bench` compares with
     (everything,) = extras["all"]

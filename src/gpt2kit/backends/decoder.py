@@ -31,6 +31,26 @@ class Cache(Protocol):
 
 
 @runtime_checkable
+class MergingCache(Cache, Protocol):
+    """A cache whose rows can come and go between steps: continuous batching (generation/rows.py)."""
+
+    max_length: int  # tokens per row it has room for
+
+    def merge(self, other: Cache) -> None:
+        """Append `other`'s rows after these, every row's last token in the last column: the
+        shorter cache's rows get padding columns in front, which the caller masks."""
+        ...
+
+    def trim(self, columns: int) -> None:
+        """Forget the first `columns` columns of every row (padding in all of them)."""
+        ...
+
+    def grow(self, max_length: int) -> None:
+        """Room for at least `max_length` tokens per row."""
+        ...
+
+
+@runtime_checkable
 class Decoder(Protocol):
     """A causal language model that runs a batch of token rows through a cache.
 

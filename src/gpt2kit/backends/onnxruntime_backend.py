@@ -64,6 +64,32 @@ class OrtCache:
         self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[rows])) for v in self.values]
         self.batch_size = len(rows)
 
+    def merge(self, other: OrtCache) -> None:
+        """Append `other`'s rows, every row ending in the last column (see KVCache.merge)."""
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+        length = max(self.length, other.length)
+
+        def padded(value, n: int):  # (B, nh, n, hs) -> (B, nh, length, hs), padding columns in front
+            array = value.numpy()
+            return np.pad(array, ((0, 0), (0, 0), (length - n, 0), (0, 0)))
+
+        self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(
+            np.concatenate([padded(a, self.length), padded(b, other.length)])))
+            for a, b in zip(self.values, other.values, strict=True)]
+        self.batch_size += other.batch_size
+        self.length, self.max_length = length, max(self.max_length, other.max_length, length)
+
+    def trim(self, columns: int) -> None:
+        """Forget the first `columns` columns of every row."""
+        if columns:
+            ort = require("onnxruntime", "onnx", "the onnxruntime backend")
+            self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v.numpy()[:, :, columns:]))
+                           for v in self.values]
+            self.length -= columns
+
+    def grow(self, max_length: int) -> None:
+        self.max_length = max(self.max_length, max_length)  # ONNX Runtime allocates each step's present
+
 
 def empty_past(config: GPT2Config, batch_size: int, dtype: type) -> list[Any]:
     ort = require("onnxruntime", "onnx", "the onnxruntime backend")

@@ -96,6 +96,47 @@ class Token:
     top_logprobs: dict[int, float] | None  # the settings.logprobs most likely ids, when asked for
 
 
+class Chooser:
+    """Each step's next token for rows decoded with the same settings: the logits steps, the
+    sampler (or the argmax), log-probabilities, and the stop check. Rows that have stopped get
+    the padding id and None. `DecodeLoop` runs one for its batch; a server runs one per request
+    among the rows of other requests."""
+
+    def __init__(self, settings: GenerationSettings, budgets: list[int], prompt_width: int,
+                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None) -> None:
+        self.settings, self.generator = settings, generator
+        self.steps = logits_steps.pipeline(settings, prompt_width)
+        self.choose = CHOOSERS[settings.sampler]
+        self.stops = StopCriteria(settings, budgets, token_bytes)
+        self.reasons: list[str | None] = [None] * len(budgets)
+        self.generated = 0  # steps taken
+
+    @property
+    def finished(self) -> bool:
+        return all(r is not None for r in self.reasons)
+
+    def __call__(self, ids: torch.Tensor | None, logits: torch.Tensor) -> tuple[torch.Tensor, list[Token | None]]:
+        """ids (B, length) so far (padding marked with vocab_size; only read by logits steps) and
+        logits (B, V) of the next position -> the tokens (B,) to feed back, and each row's Token."""
+        settings = self.settings
+        self.generated += 1
+        scores = logits_steps.apply(self.steps, ids if self.steps else None, logits)
+        nxt = greedy(scores) if settings.greedy else self.choose(scores, self.generator)
+        done = [r is not None for r in self.reasons]
+        if any(done):
+            nxt = nxt.masked_fill(torch.tensor(done, device=nxt.device), settings.pad_token_id)
+        chosen, top_values, top_ids = token_logprobs(logits, nxt, settings.logprobs or 0)
+        tops = as_dicts(top_values, top_ids) if top_values is not None else [None] * len(done)
+        out: list[Token | None] = []
+        for row, (token, logprob) in enumerate(zip(nxt.tolist(), chosen.tolist(), strict=True)):
+            if done[row]:
+                out.append(None)
+                continue
+            out.append(Token(token, logprob, tops[row]))
+            self.reasons[row] = self.stops.check(row, token, self.generated)
+        return nxt, out
+
+
 class DecodeLoop:
     """Greedy decoding or sampling for a batch of rows. Iterating yields, per step, each
     row's new Token (None for rows that have stopped); `reasons` says why each stopped."""
@@ -105,37 +146,23 @@ class DecodeLoop:
         self.model, self.rows, self.settings = model, rows, settings
         self.budgets = [settings.new_tokens_for(len(r)) for r in rows]
         self.generator = generator
-        self.stops = StopCriteria(settings, self.budgets, token_bytes)
+        self.token_bytes = token_bytes
         self.reasons: list[str | None] = [None] * len(rows)
 
     def __iter__(self) -> Iterator[list[Token | None]]:
-        settings, rows = self.settings, self.rows
         n_new = max(self.budgets)
         if n_new == 0:
-            self.reasons = ["length"] * len(rows)
+            self.reasons = ["length"] * len(self.rows)
             return
-        batch = Batch(self.model, rows, n_new, settings.pad_token_id)
-        steps = logits_steps.pipeline(settings, batch.width)
-        choose = CHOOSERS[settings.sampler]
-        done = torch.zeros(len(rows), dtype=torch.bool, device=self.model.device)
+        batch = Batch(self.model, self.rows, n_new, self.settings.pad_token_id)
+        chooser = Chooser(self.settings, self.budgets, batch.width, self.generator, self.token_bytes)
+        self.reasons = chooser.reasons
         logits = batch.prefill()
-        for generated in range(1, n_new + 1):
-            scores = logits_steps.apply(steps, batch.ids() if steps else None, logits)
-            nxt = greedy(scores) if settings.greedy else choose(scores, self.generator)
-            nxt = nxt.masked_fill(done, settings.pad_token_id)
-            chosen, top_values, top_ids = token_logprobs(logits, nxt, settings.logprobs or 0)
-            tops = as_dicts(top_values, top_ids) if top_values is not None else [None] * len(rows)
-            out: list[Token | None] = []
-            for row, (token, logprob) in enumerate(zip(nxt.tolist(), chosen.tolist(), strict=True)):
-                if self.reasons[row] is not None:
-                    out.append(None)
-                    continue
-                out.append(Token(token, logprob, tops[row]))
-                self.reasons[row] = self.stops.check(row, token, generated)
+        while True:
+            nxt, out = chooser(batch.ids(), logits)
             yield out
-            if all(r is not None for r in self.reasons):
+            if chooser.finished:
                 return
-            done = torch.tensor([r is not None for r in self.reasons], device=done.device)
             logits = batch.append(nxt)
 
 

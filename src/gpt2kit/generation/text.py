@@ -62,7 +62,7 @@ def complete(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str],
     texts, ids, config = prepare(model, tokenizer, prompts, settings_from(settings))
     generations = generate_all(model, ids, config, tokenizer.token_bytes)
     if config.num_beams > 1 and config.logprobs is not None:  # one more forward pass: only when asked
-        _score_beams(model, ids, generations, config)
+        score_beams(model, ids, generations, config)
     return [
         Completion(texts[g.prompt_index], completion_text(tokenizer, g.token_ids, g.finish_reason, config),
                    g.token_ids, g.finish_reason, g.logprobs, g.top_logprobs, len(ids[g.prompt_index]),
@@ -71,7 +71,7 @@ def complete(model: Decoder, tokenizer: Tokenizer, prompts: str | Sequence[str],
     ]
 
 
-def _score_beams(model: Decoder, prompts: list[list[int]], generations: list[Generation],
+def score_beams(model: Decoder, prompts: list[list[int]], generations: list[Generation],
                  settings: GenerationSettings) -> None:
     """Beam search ranks by processed, summed scores; each result's own log-probabilities come
     from scoring the final sequence, as for any other text."""

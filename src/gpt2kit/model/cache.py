@@ -53,3 +53,29 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+    def merge(self, other: KVCache) -> None:
+        """Append `other`'s rows after these, every row ending in the last column: the shorter
+        cache's rows get padding columns in front (the caller masks them). Capacity: the larger
+        of the two."""
+        length = max(self.length, other.length)
+        capacity = max(self.max_length, other.max_length, length)
+        L, _, B, H, _, D = self.kv.shape
+        kv = self.kv.new_zeros(L, 2, B + other.batch_size, H, capacity, D)  # (layers, k/v, B, nh, T, hs)
+        kv[:, :, :B, :, length - self.length:length] = self.kv[..., :self.length, :]
+        kv[:, :, B:, :, length - other.length:length] = other.kv[..., :other.length, :]
+        self.kv, self.length, self.max_length = kv, length, capacity
+
+    def trim(self, columns: int) -> None:
+        """Forget the first `columns` columns of every row (padding for all of them)."""
+        if columns:
+            self.kv[..., :self.length - columns, :] = self.kv[..., columns:self.length, :].clone()
+            self.length -= columns
+
+    def grow(self, max_length: int) -> None:
+        """Room for at least `max_length` tokens per row (a server's rows outlive the length
+        their batch was allocated for)."""
+        if max_length > self.max_length:
+            kv = self.kv.new_zeros(*self.kv.shape[:4], max_length, self.kv.shape[5])
+            kv[..., :self.length, :] = self.kv[..., :self.length, :]
+            self.kv, self.max_length = kv, max_length
