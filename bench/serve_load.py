@@ -91,11 +91,12 @@ def prompts(count: int) -> list[str]:
 
 
 def make_requests(count: int, *, streaming: float = 0.5, disconnecting: float = 0.1, distinct: int = 25,
-                  lengths: Sequence[int] = (8, 16, 32, 48, 64), seed: int = 0) -> list[LoadRequest]:
+                  lengths: Sequence[int] = (8, 16, 32, 48, 64), sampled: float = 0.25,
+                  seed: int = 0) -> list[LoadRequest]:
     """`count` requests over `distinct` prompts: max_tokens of several `lengths` so rows join and
-    leave the batch at different steps, a quarter sampled (with one of 4 seeds), a third with a
-    stop string; a share streamed, and some of the streams closed early (those ask for 96 tokens,
-    so they are cut)."""
+    leave the batch at different steps, a share `sampled` (temperature 0.8, top-k 40, one of 4
+    seeds; the rest greedy), a third with a stop string; a share streamed, and some of the streams
+    closed early (those ask for 96 tokens, so they are cut)."""
     rng = random.Random(seed)
     texts = prompts(distinct)
     n_stream = round(count * streaming)
@@ -106,10 +107,10 @@ def make_requests(count: int, *, streaming: float = 0.5, disconnecting: float = 
     rng.shuffle(kinds)
     out = []
     for i, kind in enumerate(kinds):
-        sampled = rng.random() < 0.25
+        is_sampled = rng.random() < sampled
         out.append(LoadRequest(
             i, rng.choice(texts), 96 if kind == "cut" else rng.choice(list(lengths)),
-            0.8 if sampled else 0.0, rng.randrange(4) if sampled else None,
+            0.8 if is_sampled else 0.0, rng.randrange(4) if is_sampled else None,
             (":",) if rng.random() < 1 / 3 else (), kind != "whole", kind == "cut"))
     return out
 
