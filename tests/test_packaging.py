@@ -19,12 +19,14 @@ def test_core_and_extras():
     assert names(project["dependencies"]) == {"torch", "numpy", "safetensors", "tiktoken", "tqdm", "google-crc32c"}
     extras = project["optional-dependencies"]
     assert names(extras["hub"]) == {"huggingface-hub"} and names(extras["plot"]) == {"matplotlib"}
-    assert names(extras["onnx"]) == {"onnx", "onnxruntime"} and names(extras["serve"]) == {"fastapi", "uvicorn", "prometheus-client"}
+    assert names(extras["onnx"]) == {"onnx", "onnxruntime"}
+    assert names(extras["serve"]) == {"fastapi", "uvicorn", "prometheus-client"}
     assert names(extras["eval"]) == {"rouge-score", "scikit-learn"} and names(extras["keras"]) == {"h5py"}
     assert names(extras["bench"]) == {"ctranslate2", "llama-cpp-python"}  # peers `make bench` compares with
+    assert names(extras["harness"]) == {"lm-eval"}  # lm-evaluation-harness against the server
     (everything,) = extras["all"]
-    assert set(everything.removeprefix("gpt2kit[").removesuffix("]").split(",")) == set(extras) - {"all", "dev",
-                                                                                                   "bench"}
+    assert set(everything.removeprefix("gpt2kit[").removesuffix("]").split(",")) == set(extras) - {
+        "all", "dev", "bench", "harness"}
 
 
 def test_every_requirement_is_pinned():
