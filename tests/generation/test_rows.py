@@ -12,7 +12,8 @@ from helpers import random_model
 def solo_logits(model, prompt: list[int], tokens: list[int]) -> list[torch.Tensor]:
     """Next-token logits after the prompt and after each of `tokens`, the row run alone."""
     ids = torch.tensor([prompt + tokens])
-    return list(model(ids)[0, len(prompt) - 1:].float())
+    with torch.no_grad():
+        return list(model(ids)[0, len(prompt) - 1:].float())
 
 
 def check_joining_and_leaving(model, atol: float) -> None:
