@@ -1,0 +1,157 @@
+"""Training under torchrun on CPU (gloo): 2 ranks x batch 2 give the losses of 1 process x batch 4.
+
+The reference is a single-process run of the same seed in this process: the same windows,
+the same mean over the global batch, so the losses agree to rounding (all-reduce order and
+the split of the matrix products), within 1e-4 at every step, for DDP and FSDP, with and
+without gradient accumulation. Checkpoints of 2 ranks resume on 2 and on 1 with the losses
+of the uninterrupted run. torchrun's start-up costs seconds, so one launch runs every job.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt2kit import GPT2
+from gpt2kit.errors import TrainingError
+from gpt2kit.training import TrainConfig, Trainer, finetune
+from gpt2kit.training import checkpoints as ckpt
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+DRIVER = Path(__file__).parent / "distributed_driver.py"
+TOLERANCE = 1e-4
+
+
+def _env() -> dict[str, str]:
+    src = str(Path(__file__).parents[2] / "src")
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}  # 2 ranks on 2 cores: one thread each
+
+
+def torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    # torchrun is torch.distributed.run's console script; --standalone picks a free port
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           *args], capture_output=True, text=True, env=_env(), timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "genesis.txt"
+    path.write_text(lzma.decompress((FIXTURES / "kjv.txt.xz").read_bytes()).decode()[:200_000])
+    return path
+
+
+def settings(text: Path, out: Path, **overrides) -> dict:
+    base = dict(data=str(text), out=str(out), from_scratch="tiny", seq_len=32, max_steps=5, dropout=0.0,
+                base_lr=1e-3, save_every=3, val_fraction=0.1, eval_every=2, eval_batches=3, progress=False,
+                cache_dir=str(text.parent / "cache"))
+    return {**base, **overrides}
+
+
+def metrics(out: Path, key: str = "loss") -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r[key] for r in rows if key in r}
+
+
+def assert_close(got: dict[int, float], want: dict[int, float]) -> None:
+    assert got.keys() == want.keys(), (got, want)
+    for step in want:
+        assert abs(got[step] - want[step]) < TOLERANCE, (step, got[step], want[step])
+
+
+@pytest.fixture(scope="module")
+def runs(text, tmp_path_factory):
+    """One torchrun launch of 2 ranks: DDP and FSDP, without and with accumulation (batch 2 per rank),
+    then the DDP and FSDP checkpoints of step 3 resumed on 2 ranks (the DDP one by the CLI)."""
+    root = tmp_path_factory.mktemp("runs")
+    jobs = [{"config": settings(text, root / "ddp", batch_size=2)},
+            {"config": settings(text, root / "ddp-accum", batch_size=2, grad_accum=2)},
+            {"config": settings(text, root / "fsdp", batch_size=2, fsdp=True)},
+            {"config": settings(text, root / "fsdp-accum", batch_size=2, grad_accum=2, fsdp=True)},
+            {"config": settings(text, root / "fsdp-accum-resumed", batch_size=2, grad_accum=2, fsdp=True,
+                                resume=str(root / "fsdp-accum/checkpoints/step-0000003"))},
+            {"cli": ["finetune", "--data", str(text), "--out", str(root / "ddp-resumed"), "--from-scratch", "tiny",
+                     "--seq-len", "32", "--max-steps", "5", "--dropout", "0", "--lr", "1e-3", "--save-every", "3",
+                     "--val-fraction", "0.1", "--eval-every", "2", "--eval-batches", "3", "--batch-size", "2",
+                     "--cache-dir", str(text.parent / "cache"),
+                     "--resume", str(root / "ddp/checkpoints/step-0000003")]}]
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    result = torchrun(str(DRIVER), str(root / "jobs.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, result
+
+
+@pytest.fixture(scope="module")
+def reference(text, tmp_path_factory):
+    """The single-process runs of the same seed with batch 4 (x 1 and x 2 accumulation)."""
+    root = tmp_path_factory.mktemp("reference")
+    for name, accum in (("single", 1), ("single-accum", 2)):
+        finetune(TrainConfig(**settings(text, root / name, batch_size=4, grad_accum=accum)))
+    return root
+
+
+@pytest.mark.parametrize("run, single", [("ddp", "single"), ("ddp-accum", "single-accum"),
+                                         ("fsdp", "single"), ("fsdp-accum", "single-accum")])
+def test_two_ranks_give_the_losses_of_one_process_with_the_global_batch(runs, reference, run, single):
+    root, _ = runs
+    assert len(metrics(root / run)) == 5
+    assert_close(metrics(root / run), metrics(reference / single))
+    assert_close(metrics(root / run, "val_loss"), metrics(reference / single, "val_loss"))
+    # the final model rank 0 wrote is whole (FSDP's shards gathered) and matches the reference's weights
+    trained, want = GPT2.from_pretrained(root / run / "model"), GPT2.from_pretrained(reference / single / "model")
+    for (name, a), b in zip(trained.state_dict().items(), want.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+
+
+def test_checkpoints_hold_every_rank_state(runs):
+    root, _ = runs
+    for run in ("ddp", "fsdp-accum"):
+        state = ckpt.load_state(root / run / "checkpoints" / "step-0000003")
+        assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+        assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # own dropout masks
+        # the optimizer state is whole, as one process holds it
+        moments = [entry["exp_avg"] for entry in state["optimizer"]["state"].values()]
+        assert sum(m.numel() for m in moments) == sum(p.numel() for p in GPT2.from_pretrained(
+            root / run / "model").parameters())
+
+
+def test_a_two_rank_checkpoint_resumes_on_two_ranks_and_on_one(runs, text, tmp_path):
+    root, result = runs
+    assert_close(metrics(root / "ddp-resumed"), {s: v for s, v in metrics(root / "ddp").items() if s > 3})
+    assert_close(metrics(root / "fsdp-accum-resumed"),
+                 {s: v for s, v in metrics(root / "fsdp-accum").items() if s > 3})
+    for run, accum in (("ddp", 1), ("fsdp-accum", 2)):
+        out = tmp_path / f"{run}-on-one"
+        finetune(TrainConfig(**settings(text, out, batch_size=4, grad_accum=accum,
+                                        resume=str(root / run / "checkpoints" / "step-0000003"))))
+        assert_close(metrics(out), {s: v for s, v in metrics(root / run).items() if s > 3})
+    # the CLI under torchrun: rank 0 alone prints the summary, with the ranks and the global batch
+    assert result.stderr.count("ranks       2 ranks (gloo, DDP): 2 per rank x 2 = 4 rows per micro-batch") == 1
+    assert result.stderr.count("4 x 1 accumulation x 32 tokens = 128 tokens per step") == 1
+    assert result.stdout.count("trained steps 4 to 5") == 1
+
+
+def test_resuming_on_other_ranks_keeps_the_global_batch(runs, text, tmp_path):
+    root, _ = runs
+    checkpoint = str(root / "ddp" / "checkpoints" / "step-0000003")
+    with pytest.raises(TrainingError, match=r"global batches of 4 \(2 ranks x 2\).*pass --batch-size 4"):
+        Trainer(TrainConfig(**settings(text, tmp_path / "a", batch_size=2, resume=checkpoint)))
+    with pytest.raises(TrainingError, match="this run used --from-scratch 'tiny', not 'mini'"):
+        Trainer(TrainConfig(**settings(text, tmp_path / "b", batch_size=4, from_scratch="mini", resume=checkpoint)))
+
+
+def test_fsdp_needs_torchrun(text, tmp_path, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(TrainingError, match=r"--fsdp shards the model over the processes torchrun starts"):
+        Trainer(TrainConfig(**settings(text, tmp_path / "run", fsdp=True)))
+    with pytest.raises(TrainingError, match="--cpu-offload offloads FSDP's shards; add --fsdp"):
+        TrainConfig(**settings(text, tmp_path / "run", cpu_offload=True))
