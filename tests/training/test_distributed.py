@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,97 @@ def test_fsdp_needs_torchrun(text, tmp_path, monkeypatch):
         Trainer(TrainConfig(**settings(text, tmp_path / "run", fsdp=True)))
     with pytest.raises(TrainingError, match="--cpu-offload offloads FSDP's shards; add --fsdp"):
         TrainConfig(**settings(text, tmp_path / "run", cpu_offload=True))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_step(out: Path, step: int, procs: list[subprocess.Popen]) -> None:
+    """Until metrics.jsonl logs `step` (the run is mid-way), or a process ended."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        if (out / "metrics.jsonl").is_file() and step in metrics(out):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} was never logged")
+
+
+def test_a_killed_rank_stops_the_other_with_one_line(text, tmp_path):
+    """Two ranks started as torchrun starts them (its variables), rank 1 killed mid-run: rank 0
+    fails at its next collective with one line, and the last checkpoint loads."""
+    out = tmp_path / "run"
+    args = ["finetune", "--data", str(text), "--out", str(out), "--from-scratch", "tiny", "--seq-len", "32",
+            "--batch-size", "2", "--max-steps", "500", "--save-every", "2", "--dropout", "0",
+            "--cache-dir", str(text.parent / "cache"), "--dist-timeout", "30"]
+    env = {**_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    logs = [(tmp_path / f"rank{r}.out").open("w+") for r in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, "-m", "gpt2kit", *args], env={**env, "RANK": str(r), "LOCAL_RANK":
+                              str(r)}, stdout=subprocess.DEVNULL, stderr=logs[r], stdin=subprocess.DEVNULL)
+             for r in (0, 1)]
+    try:
+        _wait_for_step(out, 3, procs)
+        procs[1].kill()
+        assert procs[0].wait(timeout=60) == 1  # bounded: the collective fails, it does not wait forever
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    logs[0].seek(0)
+    stderr = logs[0].read()
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("gpt2kit")]
+    assert len(lines) == 1 and lines[0].startswith("gpt2kit: error: rank 0: lost contact with the other ranks"), \
+        stderr[-2000:]
+    assert "--resume continues from the last checkpoint" in lines[0]
+    last = ckpt.list_checkpoints(out)[-1]
+    assert GPT2.from_pretrained(last).config.n_layer == 2 and ckpt.load_state(last)["step"] >= 2
+
+
+def _worker_pids(marker: str) -> dict[int, int]:
+    """rank -> pid of the processes whose environment holds `marker` (torchrun's workers of this test)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = dict(v.split("=", 1) for v in (entry / "environ").read_bytes().decode(errors="replace")
+                       .split("\0") if "=" in v)
+        except OSError:
+            continue
+        if env.get("GPT2KIT_TEST_MARKER") == marker and "RANK" in env and "TORCHELASTIC_RUN_ID" in env:
+            found[int(env["RANK"])] = int(entry.name)
+    return found
+
+
+def test_torchrun_restarts_continue_the_run(text, tmp_path):
+    """`torchrun --max-restarts 1 ... --resume`: the first attempt starts the run (no checkpoint yet),
+    rank 1 is killed mid-run, torchrun starts both again and they continue from the last checkpoint
+    to the losses of one uninterrupted process with the global batch."""
+    out, steps = tmp_path / "run", 12
+    common = dict(seq_len=32, max_steps=steps, save_every=2, val_fraction=0.0, eval_every=0)
+    finetune(TrainConfig(**settings(text, tmp_path / "single", batch_size=4, **common)))
+    marker = str(tmp_path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "--max-restarts", "1", "-m", "gpt2kit", "finetune", "--data", str(text), "--out", str(out),
+           "--from-scratch", "tiny", "--seq-len", "32", "--batch-size", "2", "--max-steps", str(steps),
+           "--save-every", "2", "--dropout", "0", "--lr", "1e-3", "--cache-dir", str(text.parent / "cache"),
+           "--resume"]
+    with (tmp_path / "torchrun.err").open("w+") as err:
+        proc = subprocess.Popen(cmd, env={**_env(), "GPT2KIT_TEST_MARKER": marker}, stdout=subprocess.DEVNULL,
+                                stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            _wait_for_step(out, 3, [proc])
+            os.kill(_worker_pids(marker)[1], 9)
+            assert proc.wait(timeout=240) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    assert "holds no checkpoint yet: the run starts from step 0" in stderr
+    assert "gpt2kit: error: rank 0: " in stderr  # the survivor said why it stopped
+    assert "resuming at step" in stderr
+    assert_close(metrics(out), metrics(tmp_path / "single"))  # every step once, as one process has them

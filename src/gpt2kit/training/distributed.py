@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -150,10 +151,27 @@ def join(device: torch.device, timeout: float) -> World:
         torch.cuda.set_device(world.device(device))
     if not torch.distributed.is_initialized():
         with collective("starting the process group"):
-            torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout),
+            torch.distributed.init_process_group(backend, store=_store(world, timeout), rank=rank, world_size=size,
+                                                 timeout=timedelta(seconds=timeout),
                                                  **({"device_id": world.device(device)} if device.type == "cuda"
                                                     else {}))
     return world
+
+
+def _store(world: World, timeout: float) -> torch.distributed.Store:
+    """The rendezvous store, its keys apart for each of torchrun's restarts: torchrun's own store
+    outlives a failed attempt, and the restarted ranks would otherwise read the addresses of the
+    dead ones (gloo then fails with "Connection refused")."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts the store
+    try:
+        store = torch.distributed.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                                           int(os.environ.get("MASTER_PORT", "29500")), world.size,
+                                           is_master=not agent and world.is_main, timeout=timedelta(seconds=timeout),
+                                           multi_tenant=True)
+    except ValueError:
+        raise TrainingError(f"MASTER_PORT={os.environ.get('MASTER_PORT')!r} is not a port number") from None
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return torch.distributed.PrefixStore(f"gpt2kit/attempt-{attempt}", store)
 
 
 def leave(world: World) -> None:
@@ -163,17 +181,28 @@ def leave(world: World) -> None:
 
 @contextlib.contextmanager
 def collective(what: str) -> Iterator[None]:
-    """A failed or timed-out collective becomes one line that says what happened and what to do."""
+    """A collective that failed or timed out because of another rank becomes one line that says
+    what happened and what to do; other errors pass unchanged."""
     try:
         yield
-    except (RuntimeError, ValueError) as err:  # DistBackendError, DistNetworkError and gloo's are RuntimeErrors
-        if isinstance(err, GPT2KitError):
+    except RuntimeError as err:  # gloo and NCCL raise RuntimeErrors (torch's DistError among them)
+        if not _lost_contact(err):
             raise
-        rank = os.environ.get("RANK", "?")
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise DistributedError(f"rank {rank}: lost contact with the other ranks while {what} (another rank died, "
-                               f"hung or was stopped: {first}); its own error is above, and --resume continues "
-                               "from the last checkpoint") from None
+        raise DistributedError(f"rank {os.environ.get('RANK', '?')}: lost contact with the other ranks while {what} "
+                               f"({_reason(err)}): another rank died, hung or was stopped (its own error, if any, is "
+                               "above); --resume continues from the last checkpoint") from None
+
+
+def _lost_contact(err: RuntimeError) -> bool:
+    return isinstance(err, torch.distributed.DistError) or bool(re.search(r"gloo|NCCL|ProcessGroup", str(err)))
+
+
+def _reason(err: RuntimeError) -> str:
+    """The backend's first sentence, without its source location: "Connection closed by peer
+    [127.0.0.1]:6019", "Timed out waiting 600000ms for recv operation to complete"."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first)
+    return first.split(". ")[0].rstrip(".")[:160]
 
 
 class RankSlice:

@@ -392,7 +392,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training",
                    disable=not (config.progress and self.world.is_main), dynamic_ncols=True)
         start_step, loss = self.step, math.nan
-        with bar, self._interruptible():
+        with bar, self._interruptible(), distributed.collective("training"):
             while self.step < self.total_steps and not stopped_early:
                 start = time.perf_counter()
                 loss = self.train_step()
