@@ -137,16 +137,17 @@ def text_pieces(path: str | os.PathLike, errors: str, piece: int | None = None) 
         yield "".join(held)
 
 
-def iter_documents(path: str | os.PathLike, *, text_column: str = "text",
-                   errors: str = "strict") -> Iterator[Iterable[str]]:
-    """Each document of the data, as an iterable of text pieces to tokenize in order."""
+def iter_documents(path: str | os.PathLike, *, text_column: str = "text", errors: str = "strict",
+                   piece: int | None = None) -> Iterator[Iterable[str]]:
+    """Each document of the data, as an iterable of text pieces (of about `piece` characters) to
+    tokenize in order."""
     for file in data_files(path):
         if file.suffix == ".jsonl":
             yield from ([doc] for doc in _jsonl(file, lines(file, errors), text_column))
         elif file.suffix == ".csv":
             yield from ([doc] for doc in _csv(file, lines(file, errors), text_column))
         else:
-            yield text_pieces(file, errors)
+            yield text_pieces(file, errors, piece)
 
 
 def _jsonl(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:
