@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -251,3 +252,24 @@ def test_torchrun_restarts_continue_the_run(text, tmp_path):
     assert "gpt2kit: error: rank 0: " in stderr  # the survivor said why it stopped
     assert "resuming at step" in stderr
     assert_close(metrics(out), metrics(tmp_path / "single"))  # every step once, as one process has them
+
+
+def test_each_rank_reads_its_rows_of_the_global_batch():
+    """RankSlice on two Worlds (no process group needed): rank 0's rows then rank 1's are the batch
+    one process draws, for windows (each rank reading only its own) and for padded examples."""
+    from gpt2kit.data.dataset import WindowSampler
+    from gpt2kit.data.examples import Example, ExampleSampler
+    from gpt2kit.training.distributed import RankSlice, World
+
+    tokens = np.arange(10_000, dtype=np.uint16) % 50_000
+    examples = [Example.source_target(list(range(i % 7 + 1)), list(range(100, 100 + i % 5 + 1)))
+                for i in range(40)]
+    for make in (lambda: WindowSampler(tokens, 16, 6, seed=1), lambda: ExampleSampler(examples, 6, seed=1)):
+        single = make()
+        ranks = [RankSlice(make(), World(rank, 2)) for rank in (0, 1)]
+        assert ranks[0].reads_own_rows == isinstance(single, WindowSampler)
+        for _ in range(4):
+            whole, parts = single.next_batch(), [r.next_batch() for r in ranks]
+            assert all(p.input_ids.shape[0] == 3 for p in parts)
+            assert torch.equal(torch.cat([p.input_ids for p in parts]), whole.input_ids)
+            assert torch.equal(torch.cat([p.labels for p in parts]), whole.labels)

@@ -123,6 +123,12 @@ class WindowSampler:
     def __init__(self, tokens: np.ndarray | ShardedTokens, seq_len: int, batch_size: int, seed: int) -> None:
         self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        self.rows = slice(None)  # the rows of each drawn batch that are read and returned
+
+    def select_rows(self, start: int, stop: int) -> None:
+        """Draw whole batches but read only rows start..stop-1 (a rank's share: the ranks read
+        disjoint windows of the data, and draw what one process draws)."""
+        self.rows = slice(start, stop)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -130,7 +136,7 @@ class WindowSampler:
 
     def next_batch(self) -> Batch:
         starts = torch.randint(0, len(self.tokens) - self.seq_len, (self.batch_size,), generator=self.generator)
-        return _windows(self.tokens, starts.tolist(), self.seq_len)
+        return _windows(self.tokens, starts.tolist()[self.rows], self.seq_len)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -214,13 +214,19 @@ class RankSlice:
             raise TrainingError(f"a global batch of {source.batch_size} does not split over {world.size} ranks")
         self.source, self.world = source, world
         self.batch_size = source.batch_size // world.size
+        # a source that can read only this rank's rows does (windows: each rank reads its own windows)
+        self.reads_own_rows = hasattr(source, "select_rows")
+        if self.reads_own_rows:
+            n = source.batch_size
+            source.select_rows(n * world.rank // world.size, n * (world.rank + 1) // world.size)
 
     @property
     def batches_per_epoch(self) -> int:
         return self.source.batches_per_epoch
 
     def next_batch(self) -> Batch:
-        return rows_of(self.source.next_batch(), self.world)
+        batch = self.source.next_batch()
+        return batch if self.reads_own_rows else rows_of(batch, self.world)
 
     def state_dict(self) -> dict:
         return self.source.state_dict()
