@@ -227,7 +227,7 @@ def test_torchrun_restarts_continue_the_run(text, tmp_path):
     """`torchrun --max-restarts 1 ... --resume`: the first attempt starts the run (no checkpoint yet),
     rank 1 is killed mid-run, torchrun starts both again and they continue from the last checkpoint
     to the losses of one uninterrupted process with the global batch."""
-    out, steps = tmp_path / "run", 12
+    out, steps = tmp_path / "run", 8
     common = dict(seq_len=32, max_steps=steps, save_every=2, val_fraction=0.0, eval_every=0)
     finetune(TrainConfig(**settings(text, tmp_path / "single", batch_size=4, **common)))
     marker = str(tmp_path)

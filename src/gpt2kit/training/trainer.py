@@ -13,6 +13,10 @@ A run may be resumed with another --max-steps (or --num-epochs): it continues to
 total, and the learning-rate schedule (warmup, linear or cosine decay) from then on is the
 one of the new total. Resuming a run that has already reached its total does nothing.
 What is written where in the run's folder, and when, is training/run_folder.py.
+
+Under torchrun the same loop runs on every rank (training/distributed.py): each rank trains
+on its rows of the global batch through DDP or FSDP, rank 0 writes, and checkpoints hold
+what one process would hold, so a run resumes on any number of ranks.
 """
 
 from __future__ import annotations
