@@ -81,6 +81,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1, help="windows per rank per step (default 1)")
     p.add_argument("--steps", type=int, default=3, help="timed steps (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--only", nargs="+", choices=("single", "ddp", "fsdp"), default=["single", "ddp", "fsdp"],
+                   help="settings to run (default all three)")
     p.add_argument("--json", type=Path, default=benchkit.RESULTS / "distributed.json", help="where to write results")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--fsdp", action="store_true", help=argparse.SUPPRESS)
@@ -98,7 +100,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "kjv.txt"
         data.write_bytes(lzma.decompress(KJV.read_bytes()))
-        for name, ranks, fsdp in (("1 process", 1, False), ("DDP, 2 ranks", 2, False), ("FSDP, 2 ranks", 2, True)):
+        for key, name, ranks, fsdp in (("single", "1 process", 1, False), ("ddp", "DDP, 2 ranks", 2, False),
+                                       ("fsdp", "FSDP, 2 ranks", 2, True)):
+            if key not in args.only:
+                continue
             r = launch(args, data, Path(tmp) / name.replace(" ", "").replace(",", ""), ranks, fsdp)
             rates = [r["tokens_per_step"] / s for s in r["seconds"]]
             results[name] = {**r, "tokens_per_s": rates}

@@ -123,7 +123,8 @@ class Trainer:
         self.device = self.world.device(self.device)
         self.folder = RunFolder(config, writer=self.world.is_main)
         if self.device.type == "cpu":  # faster steps for some held memory, unless memory comes first
-            keep_freed_memory(default=not config.grad_checkpointing)
+            # (FSDP is chosen for memory: measured at 124M on 2 ranks, held memory added 0.45 GB per rank)
+            keep_freed_memory(default=not (config.grad_checkpointing or config.fsdp))
         torch.manual_seed(config.seed + self.world.rank)  # each rank its own dropout masks
         self._load_model(config)
         ctx = self.model.config.n_positions
