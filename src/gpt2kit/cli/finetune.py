@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a GPT-2 on text: a file, a folder of files, .jsonl/.csv with a text column, or a "
                     "gpt2kit token file. Writes checkpoints, metrics.jsonl, loss.png and the final model to --out.")
     io = p.add_argument_group("model and data")
-    io.add_argument("--data", type=Path, required=True, metavar="PATH", help="training text (file or folder)")
+    io.add_argument("--data", type=Path, required=True, metavar="PATH",
+                    help="training text (file or folder), a token file, or a shard folder of `gpt2kit prepare`")
     io.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
     start = io.add_mutually_exclusive_group(required=True)
     start.add_argument("--model", metavar="PATH",
