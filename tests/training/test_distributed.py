@@ -76,8 +76,8 @@ def runs(text, tmp_path_factory):
     then the DDP and FSDP checkpoints of step 3 resumed on 2 ranks (the DDP one by the CLI)."""
     root = tmp_path_factory.mktemp("runs")
     jobs = [{"config": settings(text, root / "ddp", batch_size=2)},
-            {"config": settings(text, root / "ddp-accum", batch_size=2, grad_accum=2)},
-            {"config": settings(text, root / "fsdp", batch_size=2, fsdp=True)},
+            {"config": settings(text, root / "ddp-accum", batch_size=2, grad_accum=2, save_every=0)},
+            {"config": settings(text, root / "fsdp", batch_size=2, fsdp=True, save_every=0)},
             {"config": settings(text, root / "fsdp-accum", batch_size=2, grad_accum=2, fsdp=True)},
             {"config": settings(text, root / "fsdp-accum-resumed", batch_size=2, grad_accum=2, fsdp=True,
                                 resume=str(root / "fsdp-accum/checkpoints/step-0000003"))},
@@ -97,7 +97,7 @@ def reference(text, tmp_path_factory):
     """The single-process runs of the same seed with batch 4 (x 1 and x 2 accumulation)."""
     root = tmp_path_factory.mktemp("reference")
     for name, accum in (("single", 1), ("single-accum", 2)):
-        finetune(TrainConfig(**settings(text, root / name, batch_size=4, grad_accum=accum)))
+        finetune(TrainConfig(**settings(text, root / name, batch_size=4, grad_accum=accum, save_every=0)))
     return root
 
 
