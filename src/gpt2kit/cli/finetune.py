@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a GPT-2 on text: a file, a folder of files, .jsonl/.csv with a text column, or a "
                     "gpt2kit token file. Writes checkpoints, metrics.jsonl, loss.png and the final model to --out.")
     io = p.add_argument_group("model and data")
-    io.add_argument("--data", type=Path, required=True, metavar="PATH", help="training text (file or folder)")
+    io.add_argument("--data", type=Path, required=True, metavar="PATH",
+                    help="training text (file or folder), a token file, or a shard folder of `gpt2kit prepare`")
     io.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
     start = io.add_mutually_exclusive_group(required=True)
     start.add_argument("--model", metavar="PATH",
@@ -87,6 +88,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--lora-alpha", type=float, default=None, metavar="A", help="LoRA scale numerator (default 2R)")
     opt.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda, cuda:N or auto (default)")
 
+    dist = p.add_argument_group("several processes (start with `torchrun --nproc-per-node N -m gpt2kit finetune ...`)")
+    dist.add_argument("--fsdp", action="store_true",
+                      help="shard weights, gradients and optimizer state over the ranks (FSDP2) instead of "
+                           "replicating the model on each (DDP, the default under torchrun)")
+    dist.add_argument("--cpu-offload", action="store_true",
+                      help="with --fsdp on CUDA: keep the shards in host memory between uses")
+    dist.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+                      help="how long a rank waits for the others (a dead or hung rank) before the run stops with an "
+                           "error; longer than the slowest checkpoint save or evaluation (default 600)")
+
     run = p.add_argument_group("during the run")
     run.add_argument("--eval-every", type=int, default=0, metavar="N",
                      help="validation loss and perplexity every N steps (default: at the end)")
@@ -109,15 +120,28 @@ def run_finetune(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in vars(args).items() if k not in ("run", "command", "command_line")}
     config = TrainConfig(**fields)
     trainer = Trainer(config)
-    print(trainer.summary(), file=sys.stderr)
+    try:
+        return _run(trainer, config, args)
+    finally:
+        trainer.close()
+
+
+def _run(trainer: Trainer, config: TrainConfig, args: argparse.Namespace) -> int:
+    main = trainer.world.is_main  # with several ranks, rank 0 speaks for the run
+    if main:
+        print(trainer.summary(), file=sys.stderr)
     start = trainer.step
     try:
         result = trainer.run()
     except TrainingInterrupted as stop:
+        if not main:
+            return 130
         print(f"gpt2kit: interrupted at step {stop.step:,} of {stop.total_steps:,}; checkpoint saved in "
               f"{stop.checkpoint}, loss curve in {config.out / 'loss.png'}\ncontinue the run with:\n  "
               f"{resume_command(getattr(args, 'command_line', ['gpt2kit', 'finetune']))}", file=sys.stderr)
         return 130
+    if not main:
+        return 0
     if result.new_steps == 0 and config.resume:
         if result.stopped_early:
             why = (f"stopped early at step {result.steps} (no validation improvement in "

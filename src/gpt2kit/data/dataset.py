@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from gpt2kit.data.batch import Batch
+from gpt2kit.data.shards import ShardedTokens, is_shard_folder, open_shards
 from gpt2kit.data.sources import data_files, iter_documents
 from gpt2kit.data.tokens import VERSION, is_token_file, open_tokens, read_header, write_tokens
 from gpt2kit.errors import DataError
@@ -79,23 +80,24 @@ def tokenize_to_cache(path: str | os.PathLike, tokenizer: Tokenizer, *, cache_di
 
 @dataclass
 class Splits:
-    train: np.ndarray
-    val: np.ndarray | None
+    train: np.ndarray | ShardedTokens
+    val: np.ndarray | ShardedTokens | None
 
 
 def load_splits(train_path: str | os.PathLike, tokenizer: Tokenizer, *, seq_len: int, val_fraction: float = 0.0,
                 val_path: str | os.PathLike | None = None, **options) -> Splits:
-    """Train (and validation) token arrays, each long enough for at least one window."""
-    tokens = open_tokens(tokenize_to_cache(train_path, tokenizer, **options))
-    if len(tokens) and int(tokens.max()) >= tokenizer.vocab_size:
+    """Train (and validation) token arrays, each long enough for at least one window; a shard
+    folder of `gpt2kit prepare` is read as it is (its ids were checked when it was written)."""
+    tokens = _open(train_path, tokenizer, options)
+    if isinstance(tokens, np.ndarray) and len(tokens) and int(tokens.max()) >= tokenizer.vocab_size:
         raise DataError(f"{train_path}: token id {int(tokens.max())} is outside the vocabulary (0.."
                         f"{tokenizer.vocab_size - 1})")
     if val_path is not None:
-        val = open_tokens(tokenize_to_cache(val_path, tokenizer, **options))
+        val = _open(val_path, tokenizer, options)
         train = tokens
     elif val_fraction > 0:
         cut = int(len(tokens) * (1 - val_fraction))
-        train, val = tokens[:cut], tokens[cut:]
+        train, val = tokens.split(cut) if isinstance(tokens, ShardedTokens) else (tokens[:cut], tokens[cut:])
     else:
         train, val = tokens, None
     need = seq_len + 1
@@ -108,13 +110,25 @@ def load_splits(train_path: str | os.PathLike, tokenizer: Tokenizer, *, seq_len:
     return Splits(train, val)
 
 
+def _open(path: str | os.PathLike, tokenizer: Tokenizer, options: dict) -> np.ndarray | ShardedTokens:
+    if is_shard_folder(path):
+        return open_shards(path)
+    return open_tokens(tokenize_to_cache(path, tokenizer, **options))
+
+
 class WindowSampler:
     """Random windows of seq_len + 1 tokens (inputs and shifted targets), drawn with a generator
     whose state is the sampler's position: saving and restoring it resumes the same sequence."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:
+    def __init__(self, tokens: np.ndarray | ShardedTokens, seq_len: int, batch_size: int, seed: int) -> None:
         self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        self.rows = slice(None)  # the rows of each drawn batch that are read and returned
+
+    def select_rows(self, start: int, stop: int) -> None:
+        """Draw whole batches but read only rows start..stop-1 (a rank's share: the ranks read
+        disjoint windows of the data, and draw what one process draws)."""
+        self.rows = slice(start, stop)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -122,7 +136,7 @@ class WindowSampler:
 
     def next_batch(self) -> Batch:
         starts = torch.randint(0, len(self.tokens) - self.seq_len, (self.batch_size,), generator=self.generator)
-        return _windows(self.tokens, starts.tolist(), self.seq_len)
+        return _windows(self.tokens, starts.tolist()[self.rows], self.seq_len)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -134,13 +148,14 @@ class WindowSampler:
         return f"WindowSampler({len(self.tokens):,} tokens, {self.batch_size} windows of {self.seq_len})"
 
 
-def eval_windows(tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int) -> Iterator[Batch]:
+def eval_windows(tokens: np.ndarray | ShardedTokens, seq_len: int, batch_size: int,
+                 max_batches: int) -> Iterator[Batch]:
     """Consecutive, non-overlapping windows from the start: the same batches at every evaluation."""
     n = min((len(tokens) - 1) // seq_len, max_batches * batch_size)
     for first in range(0, n, batch_size):
         yield _windows(tokens, [i * seq_len for i in range(first, min(first + batch_size, n))], seq_len)
 
 
-def _windows(tokens: np.ndarray, starts: list[int], seq_len: int) -> Batch:
+def _windows(tokens: np.ndarray | ShardedTokens, starts: list[int], seq_len: int) -> Batch:
     rows = torch.from_numpy(np.stack([tokens[s:s + seq_len + 1] for s in starts]).astype(np.int64))
     return Batch(rows[:, :-1], rows[:, 1:])  # every target counts: windows hold no padding

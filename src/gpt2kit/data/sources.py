@@ -106,10 +106,16 @@ _CUT = re.compile(r"(?<=\S)(?= \S)|(?<=\S\n)(?=\S)")
 def safe_cut(text: str, start: int = 0) -> int:
     """The last index >= start where encoding text[:i] and text[i:] apart gives the ids of
     encoding the whole, or 0 when there is none."""
-    cut = 0
-    for match in _CUT.finditer(text, max(start, 1)):
-        cut = match.start()
-    return cut
+    lo = max(start, 1)
+    width = 4096
+    while True:  # the last match, looked for near the end first: places to cut are a word apart in text
+        pos = max(lo, len(text) - width)
+        cut = 0
+        for match in _CUT.finditer(text, pos):  # the lookbehinds still see the characters before pos
+            cut = match.start()
+        if cut or pos == lo:
+            return cut
+        width *= 16
 
 
 def text_pieces(path: str | os.PathLike, errors: str, piece: int | None = None) -> Iterator[str]:
@@ -137,16 +143,17 @@ def text_pieces(path: str | os.PathLike, errors: str, piece: int | None = None) 
         yield "".join(held)
 
 
-def iter_documents(path: str | os.PathLike, *, text_column: str = "text",
-                   errors: str = "strict") -> Iterator[Iterable[str]]:
-    """Each document of the data, as an iterable of text pieces to tokenize in order."""
+def iter_documents(path: str | os.PathLike, *, text_column: str = "text", errors: str = "strict",
+                   piece: int | None = None) -> Iterator[Iterable[str]]:
+    """Each document of the data, as an iterable of text pieces (of about `piece` characters) to
+    tokenize in order."""
     for file in data_files(path):
         if file.suffix == ".jsonl":
             yield from ([doc] for doc in _jsonl(file, lines(file, errors), text_column))
         elif file.suffix == ".csv":
             yield from ([doc] for doc in _csv(file, lines(file, errors), text_column))
         else:
-            yield text_pieces(file, errors)
+            yield text_pieces(file, errors, piece)
 
 
 def _jsonl(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:

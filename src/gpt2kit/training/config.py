@@ -51,6 +51,10 @@ class TrainConfig:
     lora_rank: int = 0  # > 0: train LoRA adapters only, merged into the weights on save
     lora_alpha: float | None = None  # default: 2 x rank
     device: str = "auto"
+    # ---- several processes (under torchrun) ----------------------------------------------------------
+    fsdp: bool = False  # shard weights, gradients and optimizer state (FSDP2) instead of replicating them (DDP)
+    cpu_offload: bool = False  # FSDP on CUDA: keep the shards in host memory between uses
+    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run fails
     # ---- while training ----------------------------------------------------------------------------
     eval_every: int = 0  # 0: only at the end (when there is validation data)
     eval_batches: int = 20
@@ -106,6 +110,15 @@ class TrainConfig:
             raise TrainingError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.keep_last < 1:
             raise TrainingError(f"keep-last must be >= 1, got {self.keep_last}")
+        if self.dist_timeout <= 0:
+            raise TrainingError(f"dist-timeout must be > 0 seconds, got {self.dist_timeout}")
+        if self.cpu_offload and not self.fsdp:
+            raise TrainingError("--cpu-offload offloads FSDP's shards; add --fsdp")
+        if self.fsdp and self.lora_rank:
+            raise TrainingError("--fsdp with --lora-rank: LoRA's few trained weights need no sharding; drop --fsdp "
+                                "(the run uses DDP)")
+        if self.fsdp and self.adam_state != "fp32":
+            raise TrainingError("--fsdp shards the optimizer state already; drop --adam-state bf16")
         if self.lora_rank and self.freeze_layers:
             raise TrainingError("LoRA already freezes the base weights; drop --freeze-layers")
 

@@ -48,9 +48,10 @@ def writing(target: Path, what: str) -> Iterator[None]:
 
 
 class RunFolder:
-    def __init__(self, config: TrainConfig) -> None:
-        """Check that the run may use config.out; nothing is written before `start`."""
-        self.config, self.out = config, config.out
+    def __init__(self, config: TrainConfig, writer: bool = True) -> None:
+        """Check that the run may use config.out; nothing is written before `start`, and nothing
+        at all unless `writer` (with several ranks, rank 0 writes and the others only read)."""
+        self.config, self.out, self.writer = config, config.out, writer
         self.metrics, self.model_dir = self.out / "metrics.jsonl", self.out / "model"
         self.stale_after: int | None = None  # resumed from an older checkpoint: the later ones go at saving
         self.plot_missing = False  # matplotlib (the plot extra) is not installed
@@ -74,15 +75,31 @@ class RunFolder:
 
     # ---- resuming -----------------------------------------------------------------------------------
 
+    def checkpoints(self) -> list[Path]:
+        """The run's complete checkpoints, oldest first (one moved aside by a killed save put back)."""
+        ckpt.recover(self.out)
+        return ckpt.list_checkpoints(self.out)
+
     def find_resume(self) -> Path:
         return ckpt.find_resume(self.out, self.config.resume)
 
-    def load_resume(self, path: Path) -> dict[str, Any]:
-        """The trainer state saved in checkpoint `path`, once its run's settings are known to match."""
+    def load_resume(self, path: Path, world_size: int = 1) -> dict[str, Any]:
+        """The trainer state saved in checkpoint `path`, once its run's settings are known to match
+        (the batch: the global one, per-rank batch x ranks, so that a run may resume on other ranks)."""
         state = ckpt.load_state(path)
         saved = json.loads(state.get("config", "{}"))
         now = self.config.to_dict()
-        changed = [k for k in RESUME_MUST_MATCH if k in saved and saved[k] != now[k]]
+        saved_ranks = state.get("world_size", 1)
+        if "batch_size" in saved and saved["batch_size"] * saved_ranks != now["batch_size"] * world_size and \
+                saved_ranks != world_size:
+            total = saved["batch_size"] * saved_ranks
+            fix = (f"pass --batch-size {total // world_size}" if total % world_size == 0
+                   else f"use a number of ranks that divides {total}")
+            raise TrainingError(f"{path}: this run drew global batches of {total} ({saved_ranks} rank"
+                                f"{'s' * (saved_ranks != 1)} x {saved['batch_size']}), not {now['batch_size']} x "
+                                f"{world_size}; to continue it on {world_size} rank{'s' * (world_size != 1)}, {fix}")
+        changed = [k for k in RESUME_MUST_MATCH if k in saved and saved[k] != now[k]
+                   and not (k == "batch_size" and saved_ranks != world_size)]
         if changed:
             k = changed[0]
             raise TrainingError(f"{path}: this run used --{k.replace('_', '-')} {saved[k]!r}, not {now[k]!r}; resume "
@@ -95,7 +112,7 @@ class RunFolder:
         lost to a run that stops sooner."""
         if path.resolve().parent == ckpt.checkpoint_dir(self.out).resolve():
             self.stale_after = step
-        if self.metrics.is_file():
+        if self.writer and self.metrics.is_file():
             kept = [json.dumps(r) + "\n" for r in read_metrics(self.metrics) if r.get("step", 0) <= step]
             atomic_write(self.metrics, "".join(kept))
 
@@ -123,6 +140,8 @@ class RunFolder:
 
     def start(self, fingerprint: dict) -> None:
         """Make the folder (cleared first with --overwrite) and record the run's settings in it."""
+        if not self.writer:
+            return
         if self.config.overwrite and not self.config.resume:
             for name in RUN_FILES:
                 target = self.out / name
@@ -136,6 +155,8 @@ class RunFolder:
             atomic_write(settings, json.dumps({**self.config.to_dict(), "fingerprint": fingerprint}, indent=2) + "\n")
 
     def log(self, record: dict) -> None:
+        if not self.writer:
+            return
         with writing(self.metrics, "the metrics"), self.metrics.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -165,7 +186,7 @@ class RunFolder:
 
     def plot(self) -> None:
         """loss.png, or one line on stderr saying how to get it: a run never fails for its plot."""
-        if self.plot_missing:
+        if self.plot_missing or not self.writer:
             return
         try:
             plot_losses(self.metrics, self.out / "loss.png")

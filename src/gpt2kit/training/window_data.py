@@ -6,6 +6,7 @@ from functools import partial
 
 from gpt2kit.data.batch import TrainingData
 from gpt2kit.data.dataset import WindowSampler, eval_windows, load_splits
+from gpt2kit.data.shards import is_shard_folder
 from gpt2kit.data.sources import scan
 from gpt2kit.data.tokens import is_token_file
 from gpt2kit.tokenizer import Tokenizer
@@ -31,7 +32,10 @@ class WindowData(TrainingData):
         train, val = len(self.splits.train), (len(self.splits.val) if self.splits.val is not None else 0)
         data = f"{config.data}: {train:,} tokens for training"
         data += f", {val:,} for validation" if val else " (no validation)"
-        if config.data.is_dir():
+        if is_shard_folder(config.data):
+            shards = len(self.splits.train.arrays)
+            data += f"; {shards} shard{'s' * (shards != 1)} of a prepared corpus"
+        elif config.data.is_dir():
             files, skipped = scan(config.data)
             data += f"; {len(files)} file{'s' * (len(files) != 1)}"
             if skipped:
