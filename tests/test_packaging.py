@@ -21,6 +21,7 @@ def test_core_and_extras():
     assert names(extras["hub"]) == {"huggingface-hub"} and names(extras["plot"]) == {"matplotlib"}
     assert names(extras["onnx"]) == {"onnx", "onnxruntime"} and names(extras["serve"]) == {"fastapi", "uvicorn"}
     assert names(extras["eval"]) == {"rouge-score", "scikit-learn"} and names(extras["keras"]) == {"h5py"}
+    assert names(extras["parquet"]) == {"pyarrow"}
     assert names(extras["bench"]) == {"ctranslate2", "llama-cpp-python"}  # peers `make bench` compares with
     (everything,) = extras["all"]
     assert set(everything.removeprefix("gpt2kit[").removesuffix("]").split(",")) == set(extras) - {"all", "dev",

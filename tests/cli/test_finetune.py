@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,11 @@ def test_a_full_disk_names_the_checkpoint_not_its_temporary_folder(text, tmp_pat
 ])
 def test_the_resume_command_continues_from_the_latest_checkpoint(words, expected):
     assert resume_command(words) == expected
+
+
+def test_summarization_task_errors_are_one_line(tmp_path):
+    stories = Path(__file__).parents[1] / "fixtures" / "cnndm" / "stories"
+    common = ["finetune", "--task", "summarization", "--data", str(stories), "--from-scratch", "tiny",
+              "--out", str(tmp_path / "run"), "--max-steps", "1"]
+    assert_user_error(run_cli(*common, "--limit", "0"), "--limit must be at least 1, got 0")
+    assert_user_error(run_cli(*common, "--recipe", "gpt2-paper"), "invalid choice: 'gpt2-paper'")

@@ -90,13 +90,23 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def task_data(task: str) -> Callable[[TrainConfig, Tokenizer, int], TrainingData]:
+    """A task's default data: windows of text, or summarization examples. Both train the same
+    LanguageModeling objective: the examples' labels already leave out what no loss counts."""
+    if task == "summarization":
+        from gpt2kit.training.summary_data import SummaryData
+
+        return SummaryData
+    return WindowData
+
+
 class Trainer:
     """`objective(model)` builds the module to train from the loaded model (it holds the model as
     `.model`); `data(config, tokenizer, seq_len)` gives the batches, rows of at most seq_len
-    positions (`config.seq_len`, or the model's context)."""
+    positions (`config.seq_len`, or the model's context); by default those of `config.task`."""
 
     def __init__(self, config: TrainConfig, *, objective: Callable[[GPT2], Objective] = LanguageModeling,
-                 data: Callable[[TrainConfig, Tokenizer, int], TrainingData] = WindowData) -> None:
+                 data: Callable[[TrainConfig, Tokenizer, int], TrainingData] | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":  # before MKL's first call: its mode is fixed from then on
@@ -115,7 +125,7 @@ class Trainer:
         self.seq_len = config.seq_len or ctx
         if self.seq_len > ctx:
             raise TrainingError(f"seq-len {self.seq_len} is larger than the model's context of {ctx}")
-        self.data = data(config, self.tokenizer, self.seq_len)
+        self.data = (data or task_data(config.task))(config, self.tokenizer, self.seq_len)
         self.sampler = self.data.train
         self._prepare_model()
         self.objective = objective(self.model).to(self.device).train()
