@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gpt2kit import GPT2, Tokenizer, perplexity
+from gpt2kit.cli.main import main
 from helpers import assert_user_error, run_cli
 
 
@@ -29,3 +30,54 @@ def test_perplexity_prints_and_writes_json(model_dir, tmp_path):
     bad = run_cli("eval", "perplexity", "--model", str(model_dir), "--data", str(tmp_path / "text.txt"),
                   "--stride", "100000", "--cache-dir", str(tmp_path / "cache"), "--no-progress")
     assert_user_error(bad, "stride must be an integer in 1..")
+
+
+def test_rouge_of_a_predictions_file(tmp_path):
+    from gpt2kit.evaluation.rouge import score_pairs
+
+    pairs = [("the cat sat on the mat.", "a cat sat on a mat."), ("Dogs run.", "dogs ran quickly."),
+             ("", "an empty summary scores zero.")]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"id": f"a{i}", "summary": s, "reference": r}) + "\n"
+                                              for i, (s, r) in enumerate(pairs)))
+    out = tmp_path / "scores.jsonl"
+    result = run_cli("eval", "rouge", "--predictions", str(tmp_path / "p.jsonl"), "--metric", "mindspore",
+                     "--output", str(out), "--json", str(tmp_path / "avg.json"))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = score_pairs([s for s, _ in pairs], [r for _, r in pairs], metric="mindspore")
+    assert [r["id"] for r in records] == ["a0", "a1", "a2"] and [r["scores"] for r in records] == expected
+    averages = json.loads((tmp_path / "avg.json").read_text())[str(tmp_path / "p.jsonl")]["scores"]
+    assert averages["rouge1"]["mean"] == pytest.approx(sum(e["rouge1"] for e in expected) / 3)
+    assert averages["rouge1"]["low"] <= averages["rouge1"]["mean"] <= averages["rouge1"]["high"]
+    assert "Rouge-AVG" in result.stdout
+
+
+
+def test_rouge_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"summary": "x"}) + "\n")
+    assert main(["eval", "rouge", "--predictions", str(tmp_path / "bad.jsonl")]) == 1
+    assert capsys.readouterr().err.strip().endswith("bad.jsonl:1: no 'reference' field (a predictions file holds "
+                                                    "JSON lines with 'summary' and 'reference' strings)")
+    with pytest.raises(SystemExit):
+        main(["eval", "rouge", "--predictions", str(tmp_path / "bad.jsonl"), "--metric", "bleu"])
+    assert "invalid choice: 'bleu'" in capsys.readouterr().err
+    assert main(["eval", "rouge", "--data", str(tmp_path / "bad.jsonl"), "--limit", "0"]) == 1
+    assert "--limit must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_rouge_of_a_model_against_another(model_dir, tmp_path):
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "fixtures" / "cnndm" / "test.parquet"
+    result = run_cli("eval", "rouge", "--model", str(model_dir), "--compare", str(model_dir), "--data", str(data),
+                     "--limit", "2", "--max-new-tokens", "4", "--seed", "1", "--bootstrap", "50",
+                     "--output", str(tmp_path / "r.jsonl"))
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.splitlines()
+    assert table[0] == "| model | dataset | articles | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | Rouge-AVG |"
+    assert table[2].startswith(f"| {model_dir} (fine-tuned) | {data} | 2 |")
+    assert table[3].startswith(f"| {model_dir} (zero-shot) | {data} | 2 |")
+    assert table[2].split("|")[4:] == table[3].split("|")[4:]  # the same model and seed: the same summaries
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[0]["prompt"].endswith(" TL;DR:") and set(records[0]["scores"]) == {
+        "rouge1", "rouge2", "rougeL", "rougeLsum", "rouge-avg"}
