@@ -8,7 +8,7 @@ import pytest
 
 from gpt2kit import GPT2, Tokenizer, perplexity
 from gpt2kit.cli.main import main
-from helpers import assert_user_error, run_cli
+from helpers import run_cli
 
 
 def test_perplexity_prints_and_writes_json(model_dir, tmp_path):
@@ -27,9 +27,14 @@ def test_perplexity_prints_and_writes_json(model_dir, tmp_path):
     assert float(printed["perplexity"]) == pytest.approx(expected.value, rel=1e-5)
     assert printed["bits"].startswith(f"per byte {record['bits_per_byte']:.4f}")
 
-    bad = run_cli("eval", "perplexity", "--model", str(model_dir), "--data", str(tmp_path / "text.txt"),
-                  "--stride", "100000", "--cache-dir", str(tmp_path / "cache"), "--no-progress")
-    assert_user_error(bad, "stride must be an integer in 1..")
+
+
+def test_perplexity_error_is_one_line(model_dir, tmp_path, capsys):
+    (tmp_path / "text.txt").write_text("In the beginning God created the heaven and the earth.")
+    assert main(["eval", "perplexity", "--model", str(model_dir), "--data", str(tmp_path / "text.txt"),
+                 "--stride", "100000", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 1
+    assert "gpt2kit: error: stride must be an integer in 1..128 (the model's context), got 100000" in \
+        capsys.readouterr().err
 
 
 def test_rouge_of_a_predictions_file(tmp_path):
@@ -65,15 +70,14 @@ def test_rouge_errors_are_one_line(tmp_path, capsys):
     assert "--limit must be at least 1, got 0" in capsys.readouterr().err
 
 
-def test_rouge_of_a_model_against_another(model_dir, tmp_path):
+def test_rouge_of_a_model_against_another(model_dir, tmp_path, capsys):
     from pathlib import Path
 
     data = Path(__file__).parents[1] / "fixtures" / "cnndm" / "test.parquet"
-    result = run_cli("eval", "rouge", "--model", str(model_dir), "--compare", str(model_dir), "--data", str(data),
-                     "--limit", "2", "--max-new-tokens", "4", "--seed", "1", "--bootstrap", "50",
-                     "--output", str(tmp_path / "r.jsonl"))
-    assert result.returncode == 0, result.stderr
-    table = result.stdout.splitlines()
+    assert main(["eval", "rouge", "--model", str(model_dir), "--compare", str(model_dir), "--data", str(data),
+                 "--limit", "2", "--max-new-tokens", "4", "--seed", "1", "--bootstrap", "50",
+                 "--output", str(tmp_path / "r.jsonl")]) == 0
+    table = capsys.readouterr().out.splitlines()
     assert table[0] == "| model | dataset | articles | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | Rouge-AVG |"
     assert table[2].startswith(f"| {model_dir} (fine-tuned) | {data} | 2 |")
     assert table[3].startswith(f"| {model_dir} (zero-shot) | {data} | 2 |")
