@@ -22,6 +22,7 @@ def test_core_and_extras():
     assert names(extras["onnx"]) == {"onnx", "onnxruntime"}
     assert names(extras["serve"]) == {"fastapi", "uvicorn", "prometheus-client"}
     assert names(extras["eval"]) == {"rouge-score", "scikit-learn"} and names(extras["keras"]) == {"h5py"}
+    assert names(extras["parquet"]) == {"pyarrow"}
     assert names(extras["bench"]) == {"ctranslate2", "llama-cpp-python"}  # peers `make bench` compares with
     assert names(extras["harness"]) == {"lm-eval"}  # lm-evaluation-harness against the server
     (everything,) = extras["all"]

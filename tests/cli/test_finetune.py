@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,14 @@ def test_a_full_disk_names_the_checkpoint_not_its_temporary_folder(text, tmp_pat
 ])
 def test_the_resume_command_continues_from_the_latest_checkpoint(words, expected):
     assert resume_command(words) == expected
+
+
+def test_summarization_task_errors_are_one_line(tmp_path, capsys):
+    stories = Path(__file__).parents[1] / "fixtures" / "cnndm" / "stories"
+    common = ["finetune", "--task", "summarization", "--data", str(stories), "--from-scratch", "tiny",
+              "--out", str(tmp_path / "run"), "--max-steps", "1"]
+    assert main([*common, "--limit", "0"]) == 1
+    assert capsys.readouterr().err == "gpt2kit: error: --limit must be at least 1, got 0\n"
+    with pytest.raises(SystemExit):
+        main([*common, "--recipe", "gpt2-paper"])
+    assert "invalid choice: 'gpt2-paper'" in capsys.readouterr().err

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from gpt2kit.config import ALIASES, PRESETS
+from gpt2kit.summarization.recipes import DEFAULT_RECIPE, RECIPES
 from gpt2kit.training import TrainConfig, Trainer, TrainingInterrupted
-from gpt2kit.training.config import PRECISIONS, SCHEDULES
+from gpt2kit.training.config import PRECISIONS, SCHEDULES, TASKS
 
 
 def epochs(text: str) -> list[int]:
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "gpt2kit token file. Writes checkpoints, metrics.jsonl, loss.png and the final model to --out.")
     io = p.add_argument_group("model and data")
     io.add_argument("--data", type=Path, required=True, metavar="PATH",
-                    help="training text (file or folder), a token file, or a shard folder of `gpt2kit prepare`")
+                    help="training text (file or folder), a token file, a shard folder of `gpt2kit prepare`, "
+                         "or article/summary records with --task summarization")
     io.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
     start = io.add_mutually_exclusive_group(required=True)
     start.add_argument("--model", metavar="PATH",
@@ -40,6 +42,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="hold out the last F of the data for validation (default 0)")
     io.add_argument("--val-file", type=Path, default=None, metavar="PATH", help="validation text instead")
     io.add_argument("--text-column", default="text", metavar="NAME", help="field of .jsonl / .csv rows (default text)")
+    summ = p.add_argument_group("summarization (--task summarization)")
+    summ.add_argument("--task", default="lm", choices=TASKS,
+                      help="lm (default): windows of text; summarization: article/summary records (CNN/DailyMail "
+                           ".story folders, 3.0.0 .jsonl/.csv/.parquet tables, MindSpore article<TAB>summary files)")
+    summ.add_argument("--recipe", default=DEFAULT_RECIPE, choices=[n for n, r in RECIPES.items() if r.trainable],
+                      help="how an example is built: mindspore (default; article + ' TL;DR: ' + all highlights, "
+                           "newlines as spaces) or tf2 (article + '\\nTL;DR:\\n' + one random highlight an epoch)")
+    summ.add_argument("--loss-on", default="target", choices=("target", "all"),
+                      help="target (default): only the summary's tokens count in the loss; all: every token")
+    summ.add_argument("--source-column", default="article", metavar="NAME",
+                      help="article column of .jsonl / .csv / .parquet tables (default article)")
+    summ.add_argument("--target-column", default="highlights", metavar="NAME",
+                      help="summary column, one sentence a line (default highlights)")
+    summ.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N articles only")
     io.add_argument("--errors", default="strict", choices=("strict", "replace"),
                     help="text that is not UTF-8: strict (refuse, default) or replace (U+FFFD)")
     io.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",

@@ -102,9 +102,11 @@ class ExampleSampler:
     from the seed and the epoch alone, so (epoch, position) is the sampler's whole state:
     saving and restoring it resumes the same sequence. A batch that reaches the end of an
     epoch is filled from the next, so every example is seen once an epoch and every batch is
-    full."""
+    full. An item may also be a tuple of variants of one example (an article with each of its
+    highlights as the target): each epoch uses one, drawn from the seed, the epoch and the item."""
 
-    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int, *, pad_id: int = 0) -> None:
+    def __init__(self, examples: Sequence[Example | tuple[Example, ...]], batch_size: int, seed: int, *,
+                 pad_id: int = 0) -> None:
         if not examples:
             raise DataError("no examples to train on")
         if batch_size < 1:
@@ -123,15 +125,23 @@ class ExampleSampler:
             self._order = epoch, np.random.default_rng([self.seed % 2**64, epoch]).permutation(len(self.examples))
         return self._order[1]
 
+    def example(self, index: int, epoch: int) -> Example:
+        """Item `index` as epoch `epoch` sees it."""
+        item = self.examples[index]
+        if isinstance(item, Example):
+            return item
+        variant = np.random.default_rng([self.seed % 2**64, epoch, index]).integers(len(item)) if len(item) > 1 else 0
+        return item[variant]
+
     def next_batch(self) -> Batch:
-        chosen: list[int] = []
+        chosen: list[Example] = []
         while len(chosen) < self.batch_size:
             taken = self.order(self.epoch)[self.position:self.position + self.batch_size - len(chosen)]
-            chosen += taken.tolist()
+            chosen += [self.example(i, self.epoch) for i in taken.tolist()]
             self.position += len(taken)
             if self.position == len(self.examples):
                 self.epoch, self.position = self.epoch + 1, 0
-        return collate([self.examples[i] for i in chosen], self.pad_id)
+        return collate(chosen, self.pad_id)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}

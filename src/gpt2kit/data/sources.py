@@ -156,7 +156,8 @@ def iter_documents(path: str | os.PathLike, *, text_column: str = "text", errors
             yield text_pieces(file, errors, piece)
 
 
-def _jsonl(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:
+def jsonl_rows(file: Path, rows: Iterator[str]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file."""
     # JSON strings hold no raw CR or LF, so a CR alone (old Mac line ends) also ends a record;
     # U+2028 and other Unicode line breaks may stand inside strings and do not
     records = (record for row in rows for record in row.removesuffix("\n").removesuffix("\r").split("\r"))
@@ -167,20 +168,34 @@ def _jsonl(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{file}:{n}: malformed JSON ({err.msg})") from None
-        if not isinstance(row, dict) or column not in row:
+        if not isinstance(row, dict):
+            raise DataError(f"{file}:{n}: a JSON object per line expected, got {type(row).__name__}")
+        yield n, row
+
+
+def csv_rows(file: Path, rows: Iterator[str], columns: dict[str, str]) -> Iterator[dict]:
+    """The rows of a CSV file as dicts, after checking that it has `columns` (column -> the flag
+    that chooses it)."""
+    csv.field_size_limit(sys.maxsize)  # documents are longer than csv's 128 KB default
+    reader = csv.DictReader(rows)
+    try:
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{file}: no {missing[0]!r} column (columns: {', '.join(reader.fieldnames or [])}; "
+                            f"choose one with {columns[missing[0]]})")
+        yield from reader
+    except csv.Error as err:
+        raise DataError(f"{file}: malformed CSV (line {reader.line_num}: {err})") from None
+
+
+def _jsonl(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:
+    for n, row in jsonl_rows(file, rows):
+        if column not in row:
             raise DataError(f"{file}:{n}: no {column!r} field (choose the field with --text-column)")
         if row[column] is not None:
             yield str(row[column])
 
 
 def _csv(file: Path, rows: Iterator[str], column: str) -> Iterator[str]:
-    csv.field_size_limit(sys.maxsize)  # documents are longer than csv's 128 KB default
-    reader = csv.DictReader(rows)
-    try:
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise DataError(f"{file}: no {column!r} column (columns: {', '.join(reader.fieldnames or [])}; choose "
-                            "one with --text-column)")
-        for row in reader:
-            yield row[column] or ""
-    except csv.Error as err:
-        raise DataError(f"{file}: malformed CSV (line {reader.line_num}: {err})") from None
+    for row in csv_rows(file, rows, {column: "--text-column"}):
+        yield row[column] or ""

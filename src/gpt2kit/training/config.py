@@ -10,6 +10,7 @@ from typing import Any
 from gpt2kit.errors import TrainingError
 
 SCHEDULES = ("constant", "linear", "cosine", "step")
+TASKS = ("lm", "summarization")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -26,6 +27,12 @@ class TrainConfig:
     text_column: str = "text"
     errors: str = "strict"  # or "replace": how to read text that is not UTF-8
     cache_dir: str | os.PathLike | None = None
+    task: str = "lm"  # "lm": windows of text; "summarization": article/summary records as examples
+    recipe: str = "mindspore"  # summarization: how examples are built (summarization/recipes.py)
+    loss_on: str = "target"  # summarization: "target" (summary tokens only) or "all"
+    source_column: str = "article"  # summarization tables: the article column
+    target_column: str = "highlights"  # and the summary column
+    limit: int | None = None  # summarization: the first N records only
     # ---- optimisation ----------------------------------------------------------------------------
     batch_size: int = 1
     grad_accum: int = 1
@@ -97,6 +104,12 @@ class TrainConfig:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.val_fraction < 1:
             raise TrainingError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.task not in TASKS:
+            raise TrainingError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.loss_on not in ("target", "all"):
+            raise TrainingError(f"loss-on must be target or all, got {self.loss_on!r}")
+        if self.limit is not None and self.limit < 1:
+            raise TrainingError(f"--limit must be at least 1, got {self.limit}")
         if self.errors not in ("strict", "replace"):
             raise TrainingError(f"errors must be strict or replace, got {self.errors!r}")
         for name in ("warmup_steps", "freeze_layers", "lora_rank", "eval_every", "sample_every", "save_every",

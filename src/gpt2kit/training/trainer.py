@@ -97,13 +97,23 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def task_data(task: str) -> Callable[[TrainConfig, Tokenizer, int], TrainingData]:
+    """A task's default data: windows of text, or summarization examples. Both train the same
+    LanguageModeling objective: the examples' labels already leave out what no loss counts."""
+    if task == "summarization":
+        from gpt2kit.training.summary_data import SummaryData
+
+        return SummaryData
+    return WindowData
+
+
 class Trainer:
     """`objective(model)` builds the module to train from the loaded model (it holds the model as
     `.model`); `data(config, tokenizer, seq_len)` gives the batches, rows of at most seq_len
-    positions (`config.seq_len`, or the model's context)."""
+    positions (`config.seq_len`, or the model's context); by default those of `config.task`."""
 
     def __init__(self, config: TrainConfig, *, objective: Callable[[GPT2], Objective] = LanguageModeling,
-                 data: Callable[[TrainConfig, Tokenizer, int], TrainingData] = WindowData) -> None:
+                 data: Callable[[TrainConfig, Tokenizer, int], TrainingData] | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":  # before MKL's first call: its mode is fixed from then on
@@ -133,7 +143,8 @@ class Trainer:
             raise TrainingError(f"seq-len {self.seq_len} is larger than the model's context of {ctx}")
         # every rank draws the global batch and keeps its own rows: the same windows on any number of ranks
         data_config = dataclasses.replace(config, batch_size=config.batch_size * self.world.size)
-        self.data = data(data_config if self.world.size > 1 else config, self.tokenizer, self.seq_len)
+        self.data = (data or task_data(config.task))(data_config if self.world.size > 1 else config,
+                                                     self.tokenizer, self.seq_len)
         self.sampler = RankSlice(self.data.train, self.world) if self.world.size > 1 else self.data.train
         self._prepare_model()
         self.objective = objective(self.model).to(self.device).train()
