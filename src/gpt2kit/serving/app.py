@@ -129,25 +129,24 @@ def create_app(loaded: LoadedModel, options: ServerOptions):
                 count_tokens(chunk)
             yield chunk
 
-    @app.post("/v1/completions")
-    async def create_completion(request: fastapi.Request):
-        body = await parse(request, CompletionRequest)
-        plan = completions.plan_completion(body)
+    async def answer(request, body_type, plan_of, whole, chunks):
+        """One endpoint: the body checked into a plan, answered whole or as server-sent events."""
+        plan = plan_of(await parse(request, body_type))
+        disconnected = disconnected_of(request)
         if plan.stream:
-            return sse(counted(completions.completion_chunks(plan, disconnected_of(request))))
-        response = await completions.completion(plan, disconnected_of(request))
+            return sse(counted(chunks(plan, disconnected)))
+        response = await whole(plan, disconnected)
         count_tokens(response)
         return response
 
+    @app.post("/v1/completions")
+    async def create_completion(request: fastapi.Request):
+        return await answer(request, CompletionRequest, completions.plan_completion, completions.completion,
+                            completions.completion_chunks)
+
     @app.post("/v1/chat/completions")
     async def create_chat_completion(request: fastapi.Request):
-        body = await parse(request, ChatRequest)
-        plan = completions.plan_chat(body)
-        if plan.stream:
-            return sse(counted(completions.chat_chunks(plan, disconnected_of(request))))
-        response = await completions.chat(plan, disconnected_of(request))
-        count_tokens(response)
-        return response
+        return await answer(request, ChatRequest, completions.plan_chat, completions.chat, completions.chat_chunks)
 
     @app.get("/v1/models")
     async def list_models():
