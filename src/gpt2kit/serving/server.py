@@ -57,9 +57,9 @@ def serve(loaded: LoadedModel, options: ServerOptions, *, host: str = "127.0.0.1
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn shut down cleanly, then passed the Ctrl-C on
-        print("gpt2kit: server stopped", file=sys.stderr)
-        return
+        pass
     except OSError as err:
         raise GPT2KitError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     if not server.started:
         raise GPT2KitError(f"cannot listen on {host}:{port} (is another server using the port? try --port)")
+    print("gpt2kit: server stopped", file=sys.stderr)
