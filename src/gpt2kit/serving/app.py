@@ -5,7 +5,7 @@ import contextlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -100,9 +100,6 @@ def create_app(loaded: LoadedModel, options: ServerOptions):
             raise APIError(f"{where}: {first['msg']}" + (f", got {given}" if given else ""),
                            param=str(first["loc"][0]) if first["loc"] else None, code="invalid_type") from None
 
-    def disconnected_of(request) -> Callable:
-        return request.is_disconnected
-
     def sse(chunks: AsyncIterator[dict[str, Any]]):
         async def events():
             try:
@@ -132,7 +129,7 @@ def create_app(loaded: LoadedModel, options: ServerOptions):
     async def answer(request, body_type, plan_of, whole, chunks):
         """One endpoint: the body checked into a plan, answered whole or as server-sent events."""
         plan = plan_of(await parse(request, body_type))
-        disconnected = disconnected_of(request)
+        disconnected = request.is_disconnected
         if plan.stream:
             return sse(counted(chunks(plan, disconnected)))
         response = await whole(plan, disconnected)

@@ -75,7 +75,7 @@ class Plan:
 class Completions:
     def __init__(self, loaded: LoadedModel, scheduler: Scheduler, model_name: str, template: ChatTemplate,
                  timeout: float, observe: Callable[[str, float], None] | None = None) -> None:
-        self.loaded, self.scheduler, self.model_name = loaded, scheduler, model_name
+        self.scheduler, self.model_name = scheduler, model_name
         self.observe = observe or (lambda _kind, _seconds: None)  # ("first_token" | "next_token", seconds)
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.template, self.timeout = template, timeout

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +50,6 @@ class Job:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False  # set by the request's side (a client that went away, a timeout)
-    submitted: float = field(default_factory=time.perf_counter)
     # scheduler state
     chooser: Chooser | None = None
     tokens: torch.Tensor | None = None  # (n, prompt + new) ids so far, for the logits steps
