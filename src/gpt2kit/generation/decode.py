@@ -33,7 +33,7 @@ class Generation:
     prompt_index: int
     token_ids: list[int]
     finish_reason: str  # "stop_token", "stop_string" or "length"
-    logprobs: list[float] | None = None  # one per token id; None from beam search
+    logprobs: list[float] | None = None  # one per token id; None from beam search or when not kept
     top_logprobs: list[dict[int, float]] | None = None  # per token, when settings.logprobs > 0
 
 
@@ -92,7 +92,7 @@ def make_generator(settings: GenerationSettings, device: torch.device) -> torch.
 @dataclass
 class Token:
     id: int
-    logprob: float  # log-softmax of the model's raw logits (see logprobs.py)
+    logprob: float | None  # log-softmax of the model's raw logits (see logprobs.py); None when not kept
     top_logprobs: dict[int, float] | None  # the settings.logprobs most likely ids, when asked for
 
 
@@ -100,11 +100,15 @@ class Chooser:
     """Each step's next token for rows decoded with the same settings: the logits steps, the
     sampler (or the argmax), log-probabilities, and the stop check. Rows that have stopped get
     the padding id and None. `DecodeLoop` runs one for its batch; a server runs one per request
-    among the rows of other requests."""
+    among the rows of other requests. With `logprobs` False, log-probabilities are computed only
+    when settings.logprobs asks for them (a logsumexp over the vocabulary per row and step, which
+    callers that keep only the ids, such as `generate`, skip)."""
 
     def __init__(self, settings: GenerationSettings, budgets: list[int], prompt_width: int,
-                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None) -> None:
+                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None,
+                 logprobs: bool = True) -> None:
         self.settings, self.generator = settings, generator
+        self.logprobs = logprobs or settings.logprobs is not None
         self.steps = logits_steps.pipeline(settings, prompt_width)
         self.choose = CHOOSERS[settings.sampler]
         self.stops = StopCriteria(settings, budgets, token_bytes)
@@ -125,10 +129,14 @@ class Chooser:
         done = [r is not None for r in self.reasons]
         if any(done):
             nxt = nxt.masked_fill(torch.tensor(done, device=nxt.device), settings.pad_token_id)
-        chosen, top_values, top_ids = token_logprobs(logits, nxt, settings.logprobs or 0)
-        tops = as_dicts(top_values, top_ids) if top_values is not None else [None] * len(done)
+        if self.logprobs:
+            chosen, top_values, top_ids = token_logprobs(logits, nxt, settings.logprobs or 0)
+            values, tops = chosen.tolist(), (as_dicts(top_values, top_ids) if top_values is not None
+                                             else [None] * len(done))
+        else:
+            values = tops = [None] * len(done)
         out: list[Token | None] = []
-        for row, (token, logprob) in enumerate(zip(nxt.tolist(), chosen.tolist(), strict=True)):
+        for row, (token, logprob) in enumerate(zip(nxt.tolist(), values, strict=True)):
             if done[row]:
                 out.append(None)
                 continue
@@ -142,8 +150,9 @@ class DecodeLoop:
     row's new Token (None for rows that have stopped); `reasons` says why each stopped."""
 
     def __init__(self, model: Decoder, rows: list[list[int]], settings: GenerationSettings,
-                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None) -> None:
-        self.model, self.rows, self.settings = model, rows, settings
+                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None,
+                 logprobs: bool = True) -> None:
+        self.model, self.rows, self.settings, self.logprobs = model, rows, settings, logprobs
         self.budgets = [settings.new_tokens_for(len(r)) for r in rows]
         self.generator = generator
         self.token_bytes = token_bytes
@@ -155,7 +164,7 @@ class DecodeLoop:
             self.reasons = ["length"] * len(self.rows)
             return
         batch = Batch(self.model, self.rows, n_new, self.settings.pad_token_id)
-        chooser = Chooser(self.settings, self.budgets, batch.width, self.generator, self.token_bytes)
+        chooser = Chooser(self.settings, self.budgets, batch.width, self.generator, self.token_bytes, self.logprobs)
         self.reasons = chooser.reasons
         logits = batch.prefill()
         while True:
@@ -167,21 +176,22 @@ class DecodeLoop:
 
 
 def decode_loops(model: Decoder, prompts: list[list[int]], settings: GenerationSettings,
-                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None
-                 ) -> Iterator[tuple[int, DecodeLoop]]:
+                 generator: torch.Generator | None, token_bytes: Callable[[int], bytes] | None,
+                 logprobs: bool = True) -> Iterator[tuple[int, DecodeLoop]]:
     """The rows (prompt i, sample j at row i * num_samples + j) in loops of `batch_size` rows,
     each with the number of its first row. Loops are made as they are reached, so that they
     draw from `generator` in row order."""
     rows = [p for p in prompts for _ in range(settings.num_samples)]
     per_batch = settings.batch_size or len(rows)
     for start in range(0, len(rows), per_batch):
-        yield start, DecodeLoop(model, rows[start:start + per_batch], settings, generator, token_bytes)
+        yield start, DecodeLoop(model, rows[start:start + per_batch], settings, generator, token_bytes, logprobs)
 
 
 def generate_all(model: Decoder, prompts: list[list[int]], settings: GenerationSettings,
-                 token_bytes: Callable[[int], bytes] | None = None) -> list[Generation]:
+                 token_bytes: Callable[[int], bytes] | None = None, logprobs: bool = True) -> list[Generation]:
     """Every generation for every prompt, prompt-major. Beam results carry no log-probabilities
-    (the search ranks by processed scores): `complete` scores them."""
+    (the search ranks by processed scores): `complete` scores them. `logprobs` False: none are
+    computed unless settings.logprobs asks for them."""
     from gpt2kit.generation.beam import beam_search
 
     settings = settings.for_model(special_ids(model))
@@ -195,7 +205,7 @@ def generate_all(model: Decoder, prompts: list[list[int]], settings: GenerationS
             for i, beams in enumerate(beam_search(model, chunk, settings, generator)):
                 results += [Generation(start + i, ids, reason) for ids, reason in beams]
         return results
-    for start, loop in decode_loops(model, prompts, settings, generator, token_bytes):
+    for start, loop in decode_loops(model, prompts, settings, generator, token_bytes, logprobs):
         tokens: list[list[Token]] = [[] for _ in loop.rows]
         for step in loop:
             for row, token in enumerate(step):
@@ -203,8 +213,9 @@ def generate_all(model: Decoder, prompts: list[list[int]], settings: GenerationS
                     tokens[row].append(token)
         for row, (row_tokens, reason) in enumerate(zip(tokens, loop.reasons, strict=True)):
             top = [t.top_logprobs for t in row_tokens] if settings.logprobs else None
+            kept = [t.logprob for t in row_tokens] if logprobs or settings.logprobs is not None else None
             results.append(Generation((start + row) // settings.num_samples, [t.id for t in row_tokens],
-                                      reason or "length", [t.logprob for t in row_tokens], top))
+                                      reason or "length", kept, top))
     return results
 
 
@@ -224,4 +235,4 @@ def generate(model: Decoder, input_ids: Prompts, *, tokenizer: Any = None, **set
         from gpt2kit.tokenizer import Tokenizer
 
         token_bytes = (tokenizer or Tokenizer.from_pretrained()).token_bytes
-    return [g.token_ids for g in generate_all(model, prompts, config, token_bytes)]
+    return [g.token_ids for g in generate_all(model, prompts, config, token_bytes, logprobs=False)]
