@@ -60,6 +60,9 @@ def settings(text: Path, out: Path, **overrides) -> dict:
     return {**base, **overrides}
 
 
+FROM_MODEL = dict(from_scratch=None, max_steps=3, save_every=0, val_fraction=0.0, eval_every=0)
+
+
 def metrics(out: Path, key: str = "loss") -> dict[int, float]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r[key] for r in rows if key in r}
@@ -78,6 +81,7 @@ def runs(text, tmp_path_factory):
     by the CLI), and two bad inputs that stop both ranks. The first job tokenizes the text into a
     fresh cache, logging who writes it."""
     root = tmp_path_factory.mktemp("runs")
+    GPT2.from_config("tiny", seed=7).save_pretrained(root / "start")  # a model to fine-tune (--model)
     cli = ["finetune", "--data", str(text), "--from-scratch", "tiny", "--max-steps", "5",
            "--cache-dir", str(text.parent / "cache")]
     jobs = [{"config": settings(text, root / "ddp", batch_size=2, cache_dir=str(root / "fresh-cache")),
@@ -89,6 +93,8 @@ def runs(text, tmp_path_factory):
                                 resume=str(root / "fsdp-accum/checkpoints/step-0000003"))},
             {"config": settings(text, root / "fsdp-resumed", batch_size=2, fsdp=True, sharded_checkpoints=True,
                                 resume=str(root / "fsdp/checkpoints/step-0000003"))},
+            {"config": settings(text, root / "fsdp-model", **FROM_MODEL, model=str(root / "start"), batch_size=2,
+                                fsdp=True)},
             {"cli": [*cli, "--out", str(root / "bad"), "--sharded-checkpoints"], "exit": 1},
             {"cli": [*cli, "--out", str(root / "ddp")], "exit": 1},
             {"cli": ["finetune", "--data", str(text), "--out", str(root / "ddp-resumed"), "--from-scratch", "tiny",
@@ -123,6 +129,17 @@ def test_two_ranks_give_the_losses_of_one_process_with_the_global_batch(runs, re
     trained, want = GPT2.from_pretrained(root / run / "model"), GPT2.from_pretrained(reference / single / "model")
     for (name, a), b in zip(trained.state_dict().items(), want.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+
+
+def test_fsdp_fine_tunes_a_model_that_rank_0_alone_reads(runs, tmp_path):
+    """--model under FSDP: rank 0 reads the weights and sends each rank its shards; the losses are
+    those of one process fine-tuning the same model with the global batch."""
+    root, _ = runs
+    text = Path(json.loads((root / "fsdp-model" / "train_config.json").read_text())["data"])
+    finetune(TrainConfig(**settings(text, tmp_path / "single", **FROM_MODEL, model=str(root / "start"),
+                                    batch_size=4)))
+    assert len(metrics(tmp_path / "single")) == 3
+    assert_close(metrics(root / "fsdp-model"), metrics(tmp_path / "single"))
 
 
 def test_checkpoints_hold_every_rank_state(runs):
