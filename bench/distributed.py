@@ -7,7 +7,9 @@ torchrun, then `torchrun --nproc-per-node 2` with DDP and with FSDP (--fsdp). Ea
 After --warmup untimed steps, --steps optimizer steps are timed on every rank (forward,
 backward, gradient all-reduce or reduce-scatter, clipping, AdamW); the table gives the median
 global tokens/s and each rank's peak RSS (weights, gradients, AdamW moments, activations: DDP
-holds all of them on every rank, FSDP a half of the first three on each of 2). Nothing is saved.
+holds all of them on every rank, FSDP a half of the first three on each of 2), and the peak
+once the Trainer is set up (the model built: whole on every rank for DDP; for FSDP on the meta
+device, rank 0 alone drawing the whole weights and sending each rank its shards). Nothing is saved.
 
     .venv/bin/python bench/distributed.py                    # 355M, seq 128, 3 timed steps: minutes
     .venv/bin/python bench/distributed.py --config tiny --steps 5
@@ -44,6 +46,7 @@ def worker(args: argparse.Namespace) -> None:
                          batch_size=args.batch_size, max_steps=args.warmup + args.steps, dropout=0.0,
                          fsdp=args.fsdp, progress=False, cache_dir=Path(args.out) / "cache")
     trainer = Trainer(config)
+    setup_peaks = trainer.world.gather(benchkit.peak_rss_bytes())  # building (and sharding) the model
     seconds = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -53,6 +56,7 @@ def worker(args: argparse.Namespace) -> None:
     peaks = trainer.world.gather(benchkit.peak_rss_bytes())
     if trainer.world.is_main:
         print(json.dumps({"seconds": seconds, "tokens_per_step": trainer.step_tokens, "peak_rss": peaks,
+                          "setup_peak_rss": setup_peaks,
                           "threads": __import__("torch").get_num_threads()}))
     trainer.close()
 
@@ -108,12 +112,14 @@ def main() -> None:
             rates = [r["tokens_per_step"] / s for s in r["seconds"]]
             results[name] = {**r, "tokens_per_s": rates}
             peaks = " / ".join(f"{b / 2**30:.2f}" for b in r["peak_rss"])
+            setup = " / ".join(f"{b / 2**30:.2f}" for b in r["setup_peak_rss"])
             rows.append([name, f"{ranks} x {args.batch_size} x {args.seq_len}", r["threads"],
-                         f"{statistics.median(rates):,.0f}", f"{min(rates):,.0f}-{max(rates):,.0f}", peaks])
+                         f"{statistics.median(rates):,.0f}", f"{min(rates):,.0f}-{max(rates):,.0f}", setup, peaks])
             print(f"{name}: {statistics.median(rates):,.0f} tokens/s, peak RSS per rank {peaks} GiB", flush=True)
     print(f"\n{args.config}, seq {args.seq_len}, fp32, {args.steps} timed steps after {args.warmup}:\n")
     print(benchkit.markdown_table(["setting", "windows per step", "threads per rank", "tokens/s (median)",
-                                   "min-max", "peak RSS per rank (GiB)"], rows))
+                                   "min-max", "peak RSS per rank after set-up (GiB)",
+                                   "peak RSS per rank (GiB)"], rows))
     benchkit.write_json(args.json, {"machine": machine, "settings": vars(args) | {"json": str(args.json)},
                                     "results": results})
 

@@ -8,6 +8,9 @@ the CLI prints it and exits non-zero. Anything else is a bug and keeps its trace
 class GPT2KitError(Exception):
     """Base class of every user-facing gpt2kit error."""
 
+    # under torchrun: set on an error every rank raises alike (rank 0's, sent to all), which rank 0 alone prints
+    same_on_every_rank = False
+
 
 class ConfigError(GPT2KitError):
     """An unknown preset, or a config file that is missing, malformed or inconsistent."""

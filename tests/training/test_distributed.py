@@ -4,7 +4,8 @@ The reference is a single-process run of the same seed in this process: the same
 the same mean over the global batch, so the losses agree to rounding (all-reduce order and
 the split of the matrix products), within 1e-4 at every step, for DDP and FSDP, with and
 without gradient accumulation. Checkpoints of 2 ranks resume on 2 and on 1 with the losses
-of the uninterrupted run. torchrun's start-up costs seconds, so one launch runs every job.
+of the uninterrupted run, sharded ones (--sharded-checkpoints, each rank its own shards) too.
+torchrun's start-up costs seconds, so one launch runs every job.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def settings(text: Path, out: Path, **overrides) -> dict:
     return {**base, **overrides}
 
 
+FROM_MODEL = dict(from_scratch=None, max_steps=3, save_every=0, val_fraction=0.0, eval_every=0)
+
+
 def metrics(out: Path, key: str = "loss") -> dict[int, float]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r[key] for r in rows if key in r}
@@ -72,15 +76,27 @@ def assert_close(got: dict[int, float], want: dict[int, float]) -> None:
 
 @pytest.fixture(scope="module")
 def runs(text, tmp_path_factory):
-    """One torchrun launch of 2 ranks: DDP and FSDP, without and with accumulation (batch 2 per rank),
-    then the DDP and FSDP checkpoints of step 3 resumed on 2 ranks (the DDP one by the CLI)."""
+    """One torchrun launch of 2 ranks: DDP and FSDP (sharded checkpoints), without and with
+    accumulation (batch 2 per rank), then the checkpoints of step 3 resumed on 2 ranks (the DDP one
+    by the CLI), and two bad inputs that stop both ranks. The first job tokenizes the text into a
+    fresh cache, logging who writes it."""
     root = tmp_path_factory.mktemp("runs")
-    jobs = [{"config": settings(text, root / "ddp", batch_size=2)},
+    GPT2.from_config("tiny", seed=7).save_pretrained(root / "start")  # a model to fine-tune (--model)
+    cli = ["finetune", "--data", str(text), "--from-scratch", "tiny", "--max-steps", "5",
+           "--cache-dir", str(text.parent / "cache")]
+    jobs = [{"config": settings(text, root / "ddp", batch_size=2, cache_dir=str(root / "fresh-cache")),
+             "trace_token_files": str(root / "token-files.log")},
             {"config": settings(text, root / "ddp-accum", batch_size=2, grad_accum=2, save_every=0)},
-            {"config": settings(text, root / "fsdp", batch_size=2, fsdp=True, save_every=0)},
+            {"config": settings(text, root / "fsdp", batch_size=2, fsdp=True, sharded_checkpoints=True)},
             {"config": settings(text, root / "fsdp-accum", batch_size=2, grad_accum=2, fsdp=True)},
             {"config": settings(text, root / "fsdp-accum-resumed", batch_size=2, grad_accum=2, fsdp=True,
                                 resume=str(root / "fsdp-accum/checkpoints/step-0000003"))},
+            {"config": settings(text, root / "fsdp-resumed", batch_size=2, fsdp=True, sharded_checkpoints=True,
+                                resume=str(root / "fsdp/checkpoints/step-0000003"))},
+            {"config": settings(text, root / "fsdp-model", **FROM_MODEL, model=str(root / "start"), batch_size=2,
+                                fsdp=True)},
+            {"cli": [*cli, "--out", str(root / "bad"), "--sharded-checkpoints"], "exit": 1},
+            {"cli": [*cli, "--out", str(root / "ddp")], "exit": 1},
             {"cli": ["finetune", "--data", str(text), "--out", str(root / "ddp-resumed"), "--from-scratch", "tiny",
                      "--seq-len", "32", "--max-steps", "5", "--dropout", "0", "--lr", "1e-3", "--save-every", "3",
                      "--val-fraction", "0.1", "--eval-every", "2", "--eval-batches", "3", "--batch-size", "2",
@@ -108,10 +124,22 @@ def test_two_ranks_give_the_losses_of_one_process_with_the_global_batch(runs, re
     assert len(metrics(root / run)) == 5
     assert_close(metrics(root / run), metrics(reference / single))
     assert_close(metrics(root / run, "val_loss"), metrics(reference / single, "val_loss"))
-    # the final model rank 0 wrote is whole (FSDP's shards gathered) and matches the reference's weights
+    # the final model rank 0 wrote is whole (FSDP's shards gathered, or read back from the sharded
+    # checkpoint) and matches the reference's weights
     trained, want = GPT2.from_pretrained(root / run / "model"), GPT2.from_pretrained(reference / single / "model")
     for (name, a), b in zip(trained.state_dict().items(), want.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+
+
+def test_fsdp_fine_tunes_a_model_that_rank_0_alone_reads(runs, tmp_path):
+    """--model under FSDP: rank 0 reads the weights and sends each rank its shards; the losses are
+    those of one process fine-tuning the same model with the global batch."""
+    root, _ = runs
+    text = Path(json.loads((root / "fsdp-model" / "train_config.json").read_text())["data"])
+    finetune(TrainConfig(**settings(text, tmp_path / "single", **FROM_MODEL, model=str(root / "start"),
+                                    batch_size=4)))
+    assert len(metrics(tmp_path / "single")) == 3
+    assert_close(metrics(root / "fsdp-model"), metrics(tmp_path / "single"))
 
 
 def test_checkpoints_hold_every_rank_state(runs):
@@ -140,6 +168,80 @@ def test_a_two_rank_checkpoint_resumes_on_two_ranks_and_on_one(runs, text, tmp_p
     assert result.stderr.count("ranks       2 ranks (gloo, DDP): 2 per rank x 2 = 4 rows per micro-batch") == 1
     assert result.stderr.count("4 x 1 accumulation x 32 tokens = 128 tokens per step") == 1
     assert result.stdout.count("trained steps 4 to 5") == 1
+
+
+def test_sharded_checkpoints_hold_each_rank_shards_and_resume_on_two_ranks_and_on_one(runs, reference, text,
+                                                                                     tmp_path):
+    root, _ = runs
+    step3 = root / "fsdp" / "checkpoints" / "step-0000003"
+    shards = sorted(p.name for p in (step3 / "shards").iterdir())
+    assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert not list(step3.glob("*.safetensors"))  # no rank put the whole weights together
+    state = ckpt.load_state(step3)
+    assert "optimizer" not in state and state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+    assert [g["weight_decay"] for g in state["param_groups"]] == [0.01, 0.0]
+    # on 2 ranks (in the torchrun launch) and on 1 without FSDP (DCP cuts the shards anew): the
+    # uninterrupted run's losses
+    later = {s: v for s, v in metrics(root / "fsdp").items() if s > 3}
+    assert_close(metrics(root / "fsdp-resumed"), later)
+    finetune(TrainConfig(**settings(text, tmp_path / "on-one", batch_size=4, resume=str(step3))))
+    assert_close(metrics(tmp_path / "on-one"), later)
+    # put together: the final checkpoint read as a model, `gpt2kit convert` of it, the final model
+    # folder and the single process's weights agree
+    from gpt2kit.cli.main import main
+
+    assert main(["convert", str(root / "fsdp" / "checkpoints" / "step-0000005"), str(tmp_path / "converted")]) == 0
+    want = GPT2.from_pretrained(reference / "single" / "model").state_dict()
+    for source in (root / "fsdp" / "checkpoints" / "step-0000005", tmp_path / "converted", root / "fsdp" / "model"):
+        got = GPT2.from_pretrained(source).state_dict()
+        assert got.keys() == want.keys()
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], atol=1e-5, rtol=0, msg=f"{source}: {name}")
+
+
+def test_a_sharded_checkpoint_is_read_without_unpickling_anything_but_its_index(runs, tmp_path):
+    """DCP's index is a pickle: one that names anything but DCP's own metadata classes is refused
+    before it runs, and an index of values other than tensors (which DCP would unpickle freely) too."""
+    import pickle
+    import shutil
+
+    import torch.distributed.checkpoint as dcp
+
+    from gpt2kit.errors import WeightsError
+
+    root, _ = runs
+    bad = tmp_path / "bad"
+    shutil.copytree(root / "fsdp" / "checkpoints" / "step-0000005", bad)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (bad / "shards" / ".metadata").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(WeightsError, match=r"refers to (posix|os)\.system, which a DCP index of tensors does not hold"):
+        GPT2.from_pretrained(bad)
+    assert not (tmp_path / "ran").exists()
+    objects = tmp_path / "objects"
+    shutil.copytree(root / "fsdp" / "checkpoints" / "step-0000005", objects)
+    shutil.rmtree(objects / "shards")
+    with pytest.warns(UserWarning, match="single process"):
+        dcp.save({"model": {"objective.model.wte.weight": torch.zeros(2, 2)}, "note": {"any": "object"}},
+                 storage_writer=dcp.FileSystemWriter(str(objects / "shards")))
+    with pytest.raises(WeightsError, match="holds pickled values besides tensors"):
+        GPT2.from_pretrained(objects)
+
+
+def test_rank0_tokenizes_and_says_the_errors(runs):
+    root, result = runs
+    # the fresh cache is written once, by rank 0; rank 1 waited and read it
+    written = (root / "token-files.log").read_text().splitlines()
+    assert len(written) == 1 and written[0].startswith("rank 0 wrote "), written
+    # a bad option (before the ranks meet) and a bad --out (rank 0 checks it, the others hear of it):
+    # each said once
+    for line in ("gpt2kit: error: --sharded-checkpoints saves FSDP's shards; add --fsdp",
+                 f"gpt2kit: error: {root / 'ddp'}: already holds files (another run?)"):
+        assert result.stderr.count(line) == 1, result.stderr[-3000:]
+    assert "rank 1" not in result.stderr
 
 
 def test_resuming_on_other_ranks_keeps_the_global_batch(runs, text, tmp_path):

@@ -110,6 +110,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "replicating the model on each (DDP, the default under torchrun)")
     dist.add_argument("--cpu-offload", action="store_true",
                       help="with --fsdp on CUDA: keep the shards in host memory between uses")
+    dist.add_argument("--sharded-checkpoints", action="store_true",
+                      help="with --fsdp: each rank saves its own shards of the weights and optimizer state "
+                           "(torch.distributed.checkpoint) instead of rank 0 gathering them; a checkpoint then "
+                           "resumes on any number of ranks and loads as a model (--model CHECKPOINT, gpt2kit "
+                           "convert), and the final model folder is still written")
     dist.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
                       help="how long a rank waits for the others (a dead or hung rank) before the run stops with an "
                            "error; longer than the slowest checkpoint save or evaluation (default 600)")

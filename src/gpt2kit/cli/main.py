@@ -26,7 +26,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # under torchrun every rank parses the same command line: rank 0 alone says what is wrong
+        self.exit(2, None if other_rank() else f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,23 @@ def invocation() -> list[str]:
     return [first] if os.path.basename(first) == "gpt2kit" else ["gpt2kit"]
 
 
+def other_rank() -> bool:
+    """Whether torchrun started this process as a rank other than 0."""
+    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0"
+
+
+def said_by_rank0(err: GPT2KitError) -> bool:
+    """Whether this rank leaves user error `err` for rank 0 to print: every rank raised it alike,
+    because it came from the command line before the ranks met (the same on each) or rank 0
+    sent it to all. An error of this rank alone, a lost contact among them, is its own to print."""
+    if not other_rank():
+        return False
+    distributed = sys.modules.get("gpt2kit.training.distributed")  # not imported: the ranks never met
+    if distributed is None:
+        return True
+    return not isinstance(err, distributed.DistributedError) and (err.same_on_every_rank or not distributed.joined())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = [*invocation(), *(sys.argv[1:] if argv is None else argv)]  # to print a command to rerun
@@ -61,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # unwritten output goes nowhere
         return 0
     except GPT2KitError as err:
-        print(f"gpt2kit: error: {err}", file=sys.stderr)
+        if not said_by_rank0(err):
+            rank = f"rank {os.environ['RANK']}: " if other_rank() and not str(err).startswith("rank ") else ""
+            print(f"gpt2kit: error: {rank}{err}", file=sys.stderr)
         return 1
     except OSError as err:  # permissions, a full disk, a folder where a file was expected, ...
         where = f"{err.filename}: " if err.filename else ""

@@ -16,13 +16,14 @@ from gpt2kit.weights.gguf_file import QUANTIZED
 def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert", help="convert a checkpoint between formats (Hugging Face, OpenAI TensorFlow, MindSpore, GGUF, "
-                        "llm.c, nanoGPT, gpt-tf2 Keras .h5)",
+                        "llm.c, nanoGPT, gpt-tf2 Keras .h5; read only: a sharded training checkpoint, dcp)",
         description="Read a checkpoint in any supported format and write a complete model folder "
                     "(weights, config, tokenizer files).")
     p.add_argument("src", metavar="SRC", help="source folder or file (or a published name found in the HF cache)")
     p.add_argument("dst", type=Path, metavar="DST", help="folder to write")
     p.add_argument("--from", dest="src_format", default="auto", choices=("auto", *FORMATS),
-                   help="source format; auto (default) detects it from the files")
+                   help="source format; auto (default) detects it from the files (dcp: a checkpoint of "
+                        "`finetune --sharded-checkpoints`, its shards put together)")
     p.add_argument("--to", dest="dst_format", default="hf", choices=WRITABLE,
                    help="hf: gpt2kit / Hugging Face folder (default); openai: OpenAI's TensorFlow layout; "
                         "mindspore: MindSpore GPT-2's gpt2.ckpt + hparams.json; gguf: llama.cpp's model.gguf; "

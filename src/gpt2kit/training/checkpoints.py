@@ -42,15 +42,28 @@ def list_checkpoints(out: Path) -> list[Path]:
 
 def save_checkpoint(out: Path, step: int, write_model, state: dict[str, Any], keep_last: int) -> Path:
     """Write `write_model(folder)` and the trainer state as checkpoint `step`; keep the newest `keep_last`."""
+    tmp = begin_checkpoint(out, step)
+    write_model(tmp)
+    return commit_checkpoint(out, step, tmp, state, keep_last)
+
+
+def begin_checkpoint(out: Path, step: int) -> Path:
+    """The empty temporary folder checkpoint `step` is assembled in (the files of every rank, when
+    each writes its shards)."""
     root = checkpoint_dir(out)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:07d}"
     recover(out)
     for stale in root.glob(f"{TMP}*"):  # half-written by a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = root / f"{TMP}{final.name}-{os.getpid()}"
+    tmp = root / f"{TMP}{PREFIX}{step:07d}-{os.getpid()}"
     tmp.mkdir()
-    write_model(tmp)
+    return tmp
+
+
+def commit_checkpoint(out: Path, step: int, tmp: Path, state: dict[str, Any], keep_last: int) -> Path:
+    """Add the trainer state to the folder `begin_checkpoint` made, and give it its real name at once."""
+    root = checkpoint_dir(out)
+    final = root / f"{PREFIX}{step:07d}"
     torch.save(state, tmp / STATE_FILE)
     fsync_tree(tmp)  # complete on disk before it can take the real name
     old = root / f"{REPLACED}{final.name}-{os.getpid()}"

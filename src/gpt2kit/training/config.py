@@ -61,6 +61,7 @@ class TrainConfig:
     # ---- several processes (under torchrun) ----------------------------------------------------------
     fsdp: bool = False  # shard weights, gradients and optimizer state (FSDP2) instead of replicating them (DDP)
     cpu_offload: bool = False  # FSDP on CUDA: keep the shards in host memory between uses
+    sharded_checkpoints: bool = False  # FSDP: each rank saves its own shards (torch.distributed.checkpoint)
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run fails
     # ---- while training ----------------------------------------------------------------------------
     eval_every: int = 0  # 0: only at the end (when there is validation data)
@@ -76,6 +77,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        try:
+            self._check()
+        except TrainingError as err:
+            err.same_on_every_rank = True  # the options alone: under torchrun every rank meets it (rank 0 says it)
+            raise
+
+    def _check(self) -> None:
         # paths may be given as str or any os.PathLike; they are kept as Path (model and resume as str,
         # since they may also be a name or "latest")
         self.data, self.out = _path("data", self.data), _path("out", self.out)
@@ -127,6 +135,8 @@ class TrainConfig:
             raise TrainingError(f"dist-timeout must be > 0 seconds, got {self.dist_timeout}")
         if self.cpu_offload and not self.fsdp:
             raise TrainingError("--cpu-offload offloads FSDP's shards; add --fsdp")
+        if self.sharded_checkpoints and not self.fsdp:
+            raise TrainingError("--sharded-checkpoints saves FSDP's shards; add --fsdp")
         if self.fsdp and self.lora_rank:
             raise TrainingError("--fsdp with --lora-rank: LoRA's few trained weights need no sharding; drop --fsdp "
                                 "(the run uses DDP)")

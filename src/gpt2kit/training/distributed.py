@@ -16,7 +16,8 @@ batch, as one process with the global batch computes it, padded rows or not.
 step) or FSDP2 (`fully_shard` on each block and on the whole: weights, gradients and
 optimizer state sharded across ranks). The wrapped module returns the objective's totals.
 Checkpoints hold what one process would hold (full weights and optimizer state), gathered
-from the shards: they resume on any number of ranks, with or without FSDP.
+from the shards: they resume on any number of ranks, with or without FSDP; with
+--sharded-checkpoints each rank writes its own shards instead (training/sharded.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ class DistributedError(GPT2KitError):
 
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+_joined = False  # this process has met the other ranks (join() set up the process group)
+
+
+def joined() -> bool:
+    return _joined
 
 
 def launched() -> bool:
@@ -112,8 +120,27 @@ class World:
             outcome = (False, err)
         ok, value = self.agree(outcome)
         if not ok:
-            raise value
+            raise _from_rank0(value, self)
         return value
+
+    def first(self, make: Callable[[], Any], what: str) -> Any:
+        """`make()` on rank 0, then on the others once it is done (they wait, at most the collective
+        timeout): what rank 0 writes on the way, a token cache say, the others read instead of
+        writing it again. A user error on rank 0 stops every rank."""
+        if not self.grouped:
+            return make()
+        value, error = None, None
+        if self.is_main:
+            try:
+                value = make()
+            except GPT2KitError as err:
+                error = err
+        box = [error]
+        with collective(f"waiting for rank 0 {what}"):
+            torch.distributed.broadcast_object_list(box, src=0)
+        if box[0] is not None:
+            raise _from_rank0(box[0], self)
+        return value if self.is_main else make()
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's value, in rank order, on every rank."""
@@ -145,8 +172,10 @@ def join(device: torch.device, timeout: float) -> World:
     except ValueError:
         raise TrainingError(f"RANK={os.environ['RANK']!r} / WORLD_SIZE={os.environ['WORLD_SIZE']!r} are not "
                             "numbers; start the run with torchrun") from None
+    global _joined
     backend = "nccl" if device.type == "cuda" else "gloo"
     world = World(rank, size, local_rank, backend, timeout)
+    _joined = True
     if device.type == "cuda":
         torch.cuda.set_device(world.device(device))
     if not torch.distributed.is_initialized():
@@ -205,6 +234,13 @@ def _reason(err: RuntimeError) -> str:
     return first.split(". ")[0].rstrip(".")[:160]
 
 
+def _from_rank0(error: GPT2KitError, world: World) -> GPT2KitError:
+    """Rank 0's user error, raised on every rank: rank 0 alone prints it."""
+    if not world.is_main:
+        error.same_on_every_rank = True
+    return error
+
+
 class RankSlice:
     """A BatchSource of the global batch that keeps this rank's rows: with the same seed, N ranks
     of b rows draw the windows one process of N x b rows draws."""
@@ -259,9 +295,15 @@ class Totals(nn.Module):
         return self.objective.totals(batch)
 
 
-def wrap(objective: Objective, world: World, device: torch.device, fsdp: bool) -> nn.Module:
-    """The module to train through: DDP or FSDP2 around Totals(objective) (the objective's own
-    parameters become FSDP's shards in place)."""
+MODEL_KEYS = "objective.model."  # the model's names among the wrapped module's
+
+
+def wrap(objective: Objective, world: World, device: torch.device, fsdp: bool,
+         weights: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """The module to train through: DDP or FSDP2 around Totals(objective). Under FSDP the model
+    comes on the meta device (no memory): `fully_shard` cuts it, each rank allocates only its
+    shards, and rank 0's `weights` (the whole model, GPT2's names; None on the other ranks) are
+    sent one tensor at a time, each rank keeping its part."""
     module = Totals(objective)
     if not world.grouped:
         return module
@@ -269,12 +311,17 @@ def wrap(objective: Objective, world: World, device: torch.device, fsdp: bool) -
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
+        # the objective's own parameters (if any) are real on every rank: rank 0's are sent with the model's
+        own = {k: v.detach() for k, v in module.state_dict().items() if not k.startswith(MODEL_KEYS)}
         # an explicit mesh on the run's device type: without it, a CPU run on a machine with a GPU
         # would put the shards on the GPU under a gloo group
         mesh = init_device_mesh(device.type, (world.size,))
         for block in objective.model.h:
             fully_shard(block, mesh=mesh)
         fully_shard(module, mesh=mesh)  # the rest: embeddings, final LayerNorm, the objective's own
+        module.to_empty(device=device)
+        send_weights(module, {**own, **{MODEL_KEYS + k: v for k, v in weights.items()}} if world.is_main else None,
+                     world, strict=True)
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -346,16 +393,14 @@ def shard_optimizer_state(state: dict, optimizer: torch.optim.Optimizer) -> dict
     return {"state": out, "param_groups": state["param_groups"]}
 
 
-def load_full_model_state(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Copy whole tensors into the model's parameters and buffers (sharded or not)."""
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            source = weights[name]
-            if _is_dtensor(p):
-                from torch.distributed.tensor import distribute_tensor
+def send_weights(module: nn.Module, weights: dict[str, torch.Tensor] | None, world: World, strict: bool) -> None:
+    """Rank 0's whole tensors (the wrapped module's names; None on the other ranks) into FSDP's
+    shards on every rank, one tensor at a time: no rank but 0 ever holds the whole model."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-                source = distribute_tensor(source.to(p.dtype), p.device_mesh, p.placements, src_data_rank=None)
-            p.copy_(source)
+    with collective("sending rank 0's weights to every rank"):
+        set_model_state_dict(module, weights if world.is_main else {},
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=strict))
 
 
 def warn(world: World, message: str) -> None:

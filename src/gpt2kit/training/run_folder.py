@@ -15,7 +15,7 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,10 @@ from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training import checkpoints as ckpt
 from gpt2kit.training.config import TrainConfig
+from gpt2kit.training.distributed import World
 from gpt2kit.training.lora import merged_state
 from gpt2kit.training.metrics import plot_losses, read_metrics
+from gpt2kit.weights.folder import write_hf_files
 
 RESUME_MUST_MATCH = ("model", "from_scratch", "seq_len", "batch_size", "grad_accum", "seed", "lora_rank",
                      "freeze_layers", "precision")
@@ -167,16 +169,43 @@ class RunFolder:
     def save_checkpoint(self, step: int, model: GPT2, tokenizer: Tokenizer, state: dict[str, Any]) -> Path:
         """Checkpoint `step`: the model as a plain model folder, and the trainer `state` with the
         run's settings (which a resume checks)."""
+        self._drop_stale()
+        state = {**state, "config": json.dumps(self.config.to_dict())}
+        with writing(self.checkpoint(step), "the checkpoint"):
+            return ckpt.save_checkpoint(self.out, step, partial(self._write_model, model, tokenizer, step), state,
+                                        self.config.keep_last)
+
+    def save_sharded_checkpoint(self, step: int, world: World, model: GPT2, tokenizer: Tokenizer,
+                                write_shards: Callable[[Path], dict[str, Any]],
+                                trainer_state: Callable[[], dict[str, Any]]) -> Path:
+        """Checkpoint `step` written by every rank (a collective): rank 0 makes the temporary folder,
+        every rank writes its shards into it (`write_shards(folder)` gives entries of the trainer
+        state), then rank 0 adds the model's shape (config.json, no weights), the tokenizer files and
+        the trainer state, and gives the folder its name."""
+        final = self.checkpoint(step)
+
+        def begin() -> Path:
+            self._drop_stale()
+            with writing(final, "the checkpoint"):
+                return ckpt.begin_checkpoint(self.out, step)
+
+        tmp = world.decide(begin)
+        extra = write_shards(tmp)
+        if not self.writer:
+            return final
+        state = {**trainer_state(), **extra, "config": json.dumps(self.config.to_dict())}
+        with writing(final, "the checkpoint"):
+            write_hf_files(model, tmp, tokenizer, self._origin(step))
+            return ckpt.commit_checkpoint(self.out, step, tmp, state, self.config.keep_last)
+
+    def _drop_stale(self) -> None:
+        """A run resumed from an older checkpoint replaces the later ones when it first saves."""
         if self.stale_after is not None:
             dropped = ckpt.drop_after(self.out, self.stale_after)
             self.stale_after = None
             if dropped:
                 print(f"resumed run: removed the checkpoints after the one it resumed from "
                       f"({', '.join(p.name for p in dropped)})", file=sys.stderr)
-        state = {**state, "config": json.dumps(self.config.to_dict())}
-        with writing(self.checkpoint(step), "the checkpoint"):
-            return ckpt.save_checkpoint(self.out, step, partial(self._write_model, model, tokenizer, step), state,
-                                        self.config.keep_last)
 
     def write_final(self, model: GPT2, tokenizer: Tokenizer, step: int) -> Path:
         from gpt2kit.weights.folder import atomic_folder
@@ -201,5 +230,7 @@ class RunFolder:
 
         with torch.no_grad():
             plain = model_from_state(model.config, {k: v.cpu() for k, v in merged_state(model).items()})
-        save_model(plain, folder, tokenizer=tokenizer,
-                   metadata={"origin": f"gpt2kit finetune on {self.config.data.name}, step {step}"})
+        save_model(plain, folder, tokenizer=tokenizer, metadata=self._origin(step))
+
+    def _origin(self, step: int) -> dict[str, str]:
+        return {"origin": f"gpt2kit finetune on {self.config.data.name}, step {step}"}

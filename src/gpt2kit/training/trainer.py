@@ -16,7 +16,9 @@ What is written where in the run's folder, and when, is training/run_folder.py.
 
 Under torchrun the same loop runs on every rank (training/distributed.py): each rank trains
 on its rows of the global batch through DDP or FSDP, rank 0 writes, and checkpoints hold
-what one process would hold, so a run resumes on any number of ranks.
+what one process would hold, or with --sharded-checkpoints each rank's own shards
+(training/sharded.py); either resumes on any number of ranks. Under FSDP the model is built on
+the meta device and only rank 0 reads the whole weights, sending each rank its shards.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from gpt2kit.config import GPT2Config
 from gpt2kit.data.batch import Batch, TrainingData
 from gpt2kit.devices import resolve_device, slow_dtype_warning
 from gpt2kit.errors import TrainingError
@@ -43,7 +46,7 @@ from gpt2kit.generation import complete
 from gpt2kit.host_memory import keep_freed_memory
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
-from gpt2kit.training import distributed
+from gpt2kit.training import distributed, sharded
 from gpt2kit.training.config import TrainConfig
 from gpt2kit.training.distributed import RankSlice, gradient_sync, rows_of
 from gpt2kit.training.lora import adapter_state, add_lora, has_lora
@@ -53,6 +56,7 @@ from gpt2kit.training.run_folder import RunFolder
 from gpt2kit.training.schedule import lr_at, make_optimizer
 from gpt2kit.training.window_data import WindowData
 from gpt2kit.weights import read_model
+from gpt2kit.weights.dcp import is_sharded_checkpoint
 
 
 @dataclass
@@ -97,6 +101,12 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _everywhere(err: TrainingError) -> TrainingError:
+    """An error of the options alone, which every rank meets alike (rank 0 alone prints it)."""
+    err.same_on_every_rank = True
+    return err
+
+
 def task_data(task: str) -> Callable[[TrainConfig, Tokenizer, int], TrainingData]:
     """A task's default data: windows of text, or summarization examples. Both train the same
     LanguageModeling objective: the examples' labels already leave out what no loss counts."""
@@ -119,7 +129,8 @@ class Trainer:
         if self.device.type == "cpu":  # before MKL's first call: its mode is fixed from then on
             reproducible_math()
         if config.precision == "fp16" and self.device.type != "cuda":
-            raise TrainingError("fp16 training needs CUDA (it relies on a gradient scaler); use --precision bf16")
+            raise _everywhere(TrainingError("fp16 training needs CUDA (it relies on a gradient scaler); use "
+                                            "--precision bf16"))
         if config.precision != "fp32" and (warning := slow_dtype_warning(_half(config), self.device,
                                                                           "--precision fp32")):
             print(warning, file=sys.stderr)
@@ -127,28 +138,36 @@ class Trainer:
             raise TrainingError("--fsdp shards the model over the processes torchrun starts: run `torchrun "
                                 "--nproc-per-node N -m gpt2kit finetune ... --fsdp`, or drop --fsdp")
         if config.cpu_offload and self.device.type != "cuda":
-            raise TrainingError("--cpu-offload keeps FSDP's shards in host memory between uses on a GPU; on the CPU "
-                                "they are there already: drop --cpu-offload")
+            raise _everywhere(TrainingError("--cpu-offload keeps FSDP's shards in host memory between uses on a GPU; "
+                                            "on the CPU they are there already: drop --cpu-offload"))
         self.world = distributed.join(self.device, config.dist_timeout)
         self.device = self.world.device(self.device)
-        self.folder = RunFolder(config, writer=self.world.is_main)
+        # user errors of the set-up that every rank would meet alike are met by rank 0 first, which
+        # sends them to the others: rank 0 alone prints them
+        self.folder = self.world.first(lambda: RunFolder(config, writer=self.world.is_main), "to check --out")
         if self.device.type == "cpu":  # faster steps for some held memory, unless memory comes first
             # (FSDP is chosen for memory: measured at 124M on 2 ranks, held memory added 0.45 GB per rank)
             keep_freed_memory(default=not (config.grad_checkpointing or config.fsdp))
         torch.manual_seed(config.seed + self.world.rank)  # each rank its own dropout masks
+        # FSDP: the model is built on the meta device, and only rank 0 reads (or draws) the whole weights
+        self.sharded_build = config.fsdp and self.world.grouped
+        self.initial_weights: dict[str, torch.Tensor] | None = None  # rank 0's, until they are sent
         self._load_model(config)
-        ctx = self.model.config.n_positions
-        self.seq_len = config.seq_len or ctx
-        if self.seq_len > ctx:
-            raise TrainingError(f"seq-len {self.seq_len} is larger than the model's context of {ctx}")
+        self.seq_len = self.world.first(self._check_shape, "to check the model's shape")
         # every rank draws the global batch and keeps its own rows: the same windows on any number of ranks
         data_config = dataclasses.replace(config, batch_size=config.batch_size * self.world.size)
-        self.data = (data or task_data(config.task))(data_config if self.world.size > 1 else config,
-                                                     self.tokenizer, self.seq_len)
+        make_data = data or task_data(config.task)
+        # rank 0 tokenizes the text into the cache once; the others then read that cache
+        self.data = self.world.first(lambda: make_data(data_config if self.world.size > 1 else config,
+                                                       self.tokenizer, self.seq_len), "to read the data")
         self.sampler = RankSlice(self.data.train, self.world) if self.world.size > 1 else self.data.train
         self._prepare_model()
-        self.objective = objective(self.model).to(self.device).train()
-        self.module = distributed.wrap(self.objective, self.world, self.device, config.fsdp)  # what training calls
+        self.objective = objective(self.model).train()
+        if not self.sharded_build:  # FSDP allocates its shards on the device itself
+            self.objective.to(self.device)
+        # what training calls
+        self.module = distributed.wrap(self.objective, self.world, self.device, config.fsdp, self.initial_weights)
+        self.initial_weights = None
         self.optimizer = make_optimizer(self.objective, config)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.steps_per_epoch = config.steps_per_epoch or max(1, self.sampler.batches_per_epoch // config.grad_accum)
@@ -196,20 +215,43 @@ class Trainer:
     # ---- set-up -------------------------------------------------------------------------------------
 
     def _load_model(self, config: TrainConfig) -> None:
-        """The model to train and its tokenizer (kept apart from the rest of the set-up)."""
-        if config.from_scratch:
-            self.model = GPT2.from_config(config.from_scratch, seed=config.seed)
-            self.tokenizer = Tokenizer.from_pretrained()
+        """The model to train and its tokenizer (kept apart from the rest of the set-up); for FSDP,
+        a model on the meta device, rank 0 keeping the whole weights aside to send them."""
+        def load() -> tuple[GPT2, Path | None]:
+            if config.from_scratch:
+                return GPT2.from_config(config.from_scratch, seed=config.seed), None
+            model, source = read_model(config.model)
+            return model, source.path
+
+        if not self.sharded_build:
+            self.model, path = self.world.first(load, "to read the model")
         else:
-            self.model, source = read_model(config.model)
-            self.tokenizer = Tokenizer.for_model(source.path)
+            def keep() -> tuple[GPT2Config, dict, Path | None]:
+                model, path = load()
+                self.initial_weights = model.state_dict()
+                return model.config, model.generation_config, path
+
+            model_config, generation_config, path = self.world.decide(keep)
+            with torch.device("meta"):
+                self.model = GPT2(model_config)
+            self.model.generation_config = generation_config
+        self.tokenizer = Tokenizer.from_pretrained() if path is None else Tokenizer.for_model(path)
+
+    def _check_shape(self) -> int:
+        """The run's sequence length, once the options are known to fit the model's shape."""
+        config, ctx, layers = self.config, self.model.config.n_positions, self.model.config.n_layer
+        seq_len = config.seq_len or ctx
+        if seq_len > ctx:
+            raise TrainingError(f"seq-len {seq_len} is larger than the model's context of {ctx}")
+        if config.freeze_layers > layers:
+            raise TrainingError(f"freeze-layers {config.freeze_layers} > the model's {layers} layers")
+        return seq_len
 
     def _prepare_model(self) -> None:
         config, model = self.config, self.model
-        model.to(self.device)
+        if not self.sharded_build:
+            model.to(self.device)
         if config.freeze_layers:
-            if config.freeze_layers > model.config.n_layer:
-                raise TrainingError(f"freeze-layers {config.freeze_layers} > the model's {model.config.n_layer} layers")
             for module in (model.wte, model.wpe, *model.h[:config.freeze_layers]):
                 for p in module.parameters():
                     p.requires_grad_(False)
@@ -238,17 +280,28 @@ class Trainer:
 
     def _save(self) -> Path:
         """A checkpoint as one process would write it (whole weights and optimizer state), with
-        every rank's RNG state; rank 0 writes it."""
+        every rank's RNG state; rank 0 writes it. With --sharded-checkpoints every rank writes its
+        own shards instead, and rank 0 the rest."""
+        rng_ranks = self.world.gather(_rng_state(self.device))
+        if self.config.sharded_checkpoints:
+            return self.folder.save_sharded_checkpoint(
+                self.step, self.world, self.model, self.tokenizer,
+                lambda tmp: {"param_groups": sharded.save_shards(tmp, self.module, self.optimizer)},
+                lambda: self._trainer_state(rng_ranks))
         optimizer = (distributed.full_optimizer_state(self.optimizer) if self.config.fsdp
                      else self.optimizer.state_dict())
-        rng_ranks = self.world.gather(_rng_state(self.device))
         model = self._plain_model()
         if not self.world.is_main:
             return self.folder.checkpoint(self.step)
+        return self.folder.save_checkpoint(self.step, model, self.tokenizer,
+                                           {**self._trainer_state(rng_ranks), "optimizer": optimizer})
+
+    def _trainer_state(self, rng_ranks: list[dict]) -> dict:
+        """What a checkpoint holds besides the weights and the optimizer's tensors."""
         state = {
             "step": self.step, "best_val": self.best_val, "bad_evals": self.bad_evals,
             "last_val": self.last_val, "last_val_step": self.last_val_step,
-            "optimizer": optimizer, "sampler": self.sampler.state_dict(),
+            "sampler": self.sampler.state_dict(),
             "rng": rng_ranks[0], "lora": has_lora(self.model), "adapters": adapter_state(self.model),
             "fingerprint": self.fingerprint, "world_size": self.world.size,
         }
@@ -258,7 +311,7 @@ class Trainer:
             state["objective"] = own
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
-        return self.folder.save_checkpoint(self.step, model, self.tokenizer, state)
+        return state
 
     def _find_resume(self) -> Path | None:
         """The checkpoint to resume; under torchrun, None (start) while the run has none yet: the
@@ -270,24 +323,31 @@ class Trainer:
         return self.folder.find_resume()
 
     def _resume(self, path: Path) -> None:
-        state = self.folder.load_resume(path, self.world.size)
+        state = self.world.first(lambda: self.folder.load_resume(path, self.world.size), "to check the checkpoint")
         if state.get("lora") and not has_lora(self.model):
             raise TrainingError(f"{path}: was trained with LoRA; resume with the same --lora-rank")
         if state.get("lora"):
             missing = self.model.load_state_dict(state["adapters"], strict=False).unexpected_keys
             if missing:
                 raise TrainingError(f"{path}: adapters do not fit this model")
+        elif is_sharded_checkpoint(path):  # the weights and the optimizer state together, each rank its part
+            sharded.load_shards(path, self.module, self.optimizer, state["param_groups"])
+        elif self.sharded_build:  # rank 0 reads the whole weights and sends each rank its shards
+            weights = GPT2.from_pretrained(path).state_dict() if self.world.is_main else None
+            distributed.send_weights(self.module, weights and {distributed.MODEL_KEYS + k: v
+                                                               for k, v in weights.items()}, self.world, strict=False)
         else:
-            distributed.load_full_model_state(self.model, GPT2.from_pretrained(path).state_dict())
+            self.model.load_state_dict(GPT2.from_pretrained(path).state_dict())
         if "objective" in state:
             self.objective.load_state_dict({**self.objective.state_dict(), **state["objective"]})
         changed = differences(state.get("fingerprint", {}), self.fingerprint)
         if changed and self.world.is_main:
             print(f"warning: {path} was saved under other conditions ({'; '.join(changed)}); the resumed run "
                   "continues, but its losses match an uninterrupted run only to rounding", file=sys.stderr)
-        optimizer = state["optimizer"]
-        self.optimizer.load_state_dict(distributed.shard_optimizer_state(optimizer, self.optimizer)
-                                       if self.config.fsdp else optimizer)
+        if "optimizer" in state:  # a sharded checkpoint's is in its shards, loaded above
+            optimizer = state["optimizer"]
+            self.optimizer.load_state_dict(distributed.shard_optimizer_state(optimizer, self.optimizer)
+                                           if self.config.fsdp else optimizer)
         self.sampler.load_state_dict(state["sampler"])
         saved_ranks = state.get("world_size", 1)
         rngs = state.get("rng_ranks", [state["rng"]])
@@ -445,7 +505,10 @@ class Trainer:
         if interrupted or (not self.world.grouped and self.interrupted):
             folder.plot()
             raise TrainingInterrupted(self.step, self.total_steps, final)
-        model = self._plain_model()
+        if self.config.sharded_checkpoints:  # rank 0 puts the final checkpoint's shards together, from disk
+            model = GPT2.from_pretrained(final) if self.world.is_main else None
+        else:
+            model = self._plain_model()
         if self.world.is_main:
             folder.write_final(model, self.tokenizer, self.step)
         folder.plot()

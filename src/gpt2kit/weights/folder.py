@@ -24,13 +24,14 @@ from gpt2kit.atomic import fsync_path, fsync_tree, move_into_place
 from gpt2kit.config import GPT2Config, read_generation_config, read_json
 from gpt2kit.errors import WeightsError
 from gpt2kit.model.gpt2 import GPT2
+from gpt2kit.weights.dcp import is_sharded_checkpoint, read_dcp
 from gpt2kit.weights.files import KINDS, file_kind
 from gpt2kit.weights.hf import WEIGHT_FILES, find_weights_file, open_weights, write_safetensors
 from gpt2kit.weights.layouts import collect
 from gpt2kit.weights.resolve import resolve_model_path
 
 METADATA_KEY = "gpt2kit"  # our own notes inside config.json (transformers ignores unknown keys)
-FORMATS = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt", "keras-h5")
+FORMATS = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt", "keras-h5", "dcp")
 WRITABLE = ("hf", "openai", "mindspore", "gguf", "llmc", "nanogpt", "keras-h5")
 KIND_FORMATS = {"safetensors": "hf", "torch": "hf", "tf-index": "openai", "mindspore": "mindspore", "gguf": "gguf",
                 "llmc": "llmc", "nanogpt": "nanogpt", "hdf5": "keras-h5"}
@@ -59,6 +60,8 @@ def detect_format(path: Path) -> str:
     hf = find_weights_file(path)
     if hf is not None and (hf.name.endswith(".index.json") or file_kind(hf) in ("safetensors", "torch")):
         return "hf"
+    if is_sharded_checkpoint(path):
+        return "dcp"
     if any(file_kind(p) == "tf-index" for p in sorted(path.glob("*.index"))):
         return "openai"
     if any(file_kind(p) == "mindspore" for p in sorted(path.glob("*.ckpt"))):
@@ -125,7 +128,7 @@ def _readers() -> dict[str, Callable]:
     from gpt2kit.weights.openai import read_openai
 
     return {"hf": _read_hf, "openai": read_openai, "mindspore": read_mindspore, "gguf": read_gguf,
-            "llmc": read_llmc, "nanogpt": read_nanogpt, "keras-h5": read_keras_h5}
+            "llmc": read_llmc, "nanogpt": read_nanogpt, "keras-h5": read_keras_h5, "dcp": read_dcp}
 
 
 def check_read_options(path: Path, fmt: str, checkpoint_step: int | None, config_file: Path | None = None) -> None:
@@ -259,6 +262,11 @@ def write_hf(model: GPT2, state: dict[str, torch.Tensor], folder: Path, tokenize
              metadata: dict[str, Any] | None) -> None:
     """config.json, model.safetensors, generation_config.json and the tokenizer files."""
     write_safetensors(state, folder / "model.safetensors")
+    write_hf_files(model, folder, tokenizer, metadata)
+
+
+def write_hf_files(model: GPT2, folder: Path, tokenizer: Any, metadata: dict[str, Any] | None) -> None:
+    """A Hugging Face folder's files besides the weights (a sharded checkpoint keeps its weights apart)."""
     model.config.save(folder / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
     # the model's own generation_config.json keys (pad, several eos, ...) are kept over config.json's
     generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id,

@@ -74,6 +74,12 @@ def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None,
         from gpt2kit.weights.keras_h5 import describe_h5
 
         config, dtypes = describe_h5(path, config_file)
+    elif fmt == "dcp":  # a sharded training checkpoint: its shape, and the dtypes its index lists
+        from gpt2kit.weights.dcp import MODEL_PREFIX, SHARDS, read_index
+
+        config = GPT2Config.from_hf_dict(read_json(folder / "config.json"), source=str(folder / "config.json"))
+        index = read_index(folder / SHARDS).state_dict_metadata
+        dtypes = {dtype_name(v.properties.dtype) for k, v in index.items() if k.startswith(MODEL_PREFIX)}
     else:
         ckpt = find_ckpt(path)
         tensors = strip_prefix(read_ckpt(ckpt))
