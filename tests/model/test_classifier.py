@@ -131,7 +131,7 @@ def test_mean_pooling_is_the_mean_of_transformers_hidden_states(pair, tmp_path):
 def test_a_language_model_gets_a_new_head_and_says_so(tmp_path, capsys):
     random_model().save_pretrained(tmp_path / "lm")
     model = GPT2Classifier.from_pretrained(tmp_path / "lm", labels=["a", "b"])
-    assert "a new last-token classification head for 2 classes is initialised" in capsys.readouterr().err
+    assert "a new last-token classification head for 2 classes (a, b) is initialised" in capsys.readouterr().err
     assert model.score.weight.shape == (2, 64) and model.score.weight.std() < 0.05
     with pytest.raises(Exception, match=r"a language model without a classification head; fine-tune one with "
                                         r"`gpt2kit finetune --task classify"):

@@ -188,3 +188,10 @@ def new_score(config: GPT2Config, head: ClassifierConfig, *, device: torch.devic
             score.bias.zero_()
     return score
 
+
+
+def new_head_note(where: str, head: ClassifierConfig) -> str:
+    """What to tell a user whose language model just got a random head."""
+    pooled = "last-token" if head.pooling == "last" else head.pooling
+    return (f"note: {where} is a language model: a new {pooled} classification head for {head.num_labels} classes "
+            f"({', '.join(head.labels)}) is initialised at random")

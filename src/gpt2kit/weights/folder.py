@@ -25,7 +25,7 @@ import torch
 from gpt2kit.atomic import fsync_path, fsync_tree, move_into_place
 from gpt2kit.config import GPT2Config, read_generation_config, read_json
 from gpt2kit.errors import ConfigError, WeightsError
-from gpt2kit.model.classifier import ClassifierConfig, GPT2Classifier, new_score
+from gpt2kit.model.classifier import ClassifierConfig, GPT2Classifier, new_head_note, new_score
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.weights.files import KINDS, file_kind
 from gpt2kit.weights.hf import WEIGHT_FILES, find_weights_file, open_weights, write_safetensors
@@ -260,9 +260,8 @@ def read_classifier(name_or_path: str | Path, *, labels: list[str] | None = None
     except ConfigError as err:
         raise WeightsError(str(err)) from None
     score = new_score(model.config, head, device=model.device, dtype=model.dtype, seed=seed)
-    what = "last-token" if pooling == "last" else pooling
-    print(f"note: {info.path} is a language model: a new {what} classification head for {len(labels)} classes is "
-          "initialised at random (train it with `gpt2kit finetune --task classify`)", file=sys.stderr)
+    print(new_head_note(str(info.path), head) + " (train it with `gpt2kit finetune --task classify`)",
+          file=sys.stderr)
     return GPT2Classifier(model, head, score), info
 
 
