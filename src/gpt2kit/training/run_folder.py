@@ -35,7 +35,7 @@ from gpt2kit.training.metrics import plot_losses, read_metrics
 from gpt2kit.weights.folder import write_hf_files
 
 RESUME_MUST_MATCH = ("model", "from_scratch", "seq_len", "batch_size", "grad_accum", "seed", "lora_rank",
-                     "freeze_layers", "precision")
+                     "freeze_layers", "precision", "task", "pooling")
 RUN_FILES = ("checkpoints", "metrics.jsonl", "loss.png", "model", "train_config.json")
 
 
@@ -57,6 +57,8 @@ class RunFolder:
         self.metrics, self.model_dir = self.out / "metrics.jsonl", self.out / "model"
         self.stale_after: int | None = None  # resumed from an older checkpoint: the later ones go at saving
         self.plot_missing = False  # matplotlib (the plot extra) is not installed
+        # what is saved of the trained GPT2 (the objective's `exported`: a classifier adds its head)
+        self.export: Callable[[GPT2], torch.nn.Module] = lambda model: model
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"{self.out}: is a file, not a run folder")
         if not config.resume and not config.overwrite and self.out.exists() and any(self.out.iterdir()):
@@ -230,7 +232,7 @@ class RunFolder:
 
         with torch.no_grad():
             plain = model_from_state(model.config, {k: v.cpu() for k, v in merged_state(model).items()})
-        save_model(plain, folder, tokenizer=tokenizer, metadata=self._origin(step))
+        save_model(self.export(plain), folder, tokenizer=tokenizer, metadata=self._origin(step))
 
     def _origin(self, step: int) -> dict[str, str]:
         return {"origin": f"gpt2kit finetune on {self.config.data.name}, step {step}"}
