@@ -19,7 +19,7 @@ def test_lines_are_documents_of_the_data_readers(tmp_path):
     path = write_training_lines(tmp_path / "lines.jsonl", ["In the beginning\nGod created", "Jesus wept."],
                                 ["OT", " NT "])
     documents = ["".join(pieces) for pieces in iter_documents(path)]
-    assert documents == ["OT: In the beginning God created", "NT: Jesus wept."]
+    assert documents == ["OT: In the beginning God created\n", "NT: Jesus wept.\n"]
 
 
 @pytest.mark.parametrize("label", ["OT", "law", "positive", "1", "Science/Tech", "négatif"])

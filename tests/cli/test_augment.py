@@ -8,6 +8,8 @@ import json
 import pytest
 
 from gpt2kit.augmentation.dedup import normalise
+from gpt2kit.tokenizer import Tokenizer
+from gpt2kit.weights import read_model
 from helpers import assert_user_error, cli
 
 SOURCE = [("In the beginning God created the heaven and the earth.", "law"),
@@ -15,7 +17,7 @@ SOURCE = [("In the beginning God created the heaven and the earth.", "law"),
           ("Jesus wept.", "gospels"),
           ("Blessed are the meek: for they shall inherit the earth.", "gospels")]
 # the tiny random model writes no newline or <|endoftext|> of its own: a stop string ends its texts
-FAST = ("--train-batch-size", "2", "--seq-len", "16", "--max-new-tokens", "6", "--stop", "e", "--seed", "0")
+FAST = ("--train-batch-size", "2", "--max-new-tokens", "6", "--stop", "e", "--seed", "0")
 
 
 @pytest.fixture
@@ -44,7 +46,12 @@ def test_augment_fine_tunes_generates_and_writes_new_rows(model_dir, data, tmp_p
     table = [line.split() for line in result.stderr.splitlines() if line.startswith(("gospels ", "law "))]
     assert [row[0] for row in table] == ["gospels", "law"] and all(row[-1] == "3" for row in table)
     lines = [json.loads(line)["text"] for line in (run_dir / "lines.jsonl").read_text().splitlines()]
-    assert lines[2] == "gospels: Jesus wept."
+    assert lines[2] == "gospels: Jesus wept.\n"
+    # four lines hold fewer tokens than the default --seq-len of 128: the window is all they hold (two
+    # <|endoftext|> join them, and a window reads one token more than its length)
+    tokens = sum(len(Tokenizer.from_pretrained().encode(line)) for line in lines)
+    assert json.loads((run_dir / "train_config.json").read_text())["seq_len"] == tokens + len(lines) - 1 - 1
+    assert "train.lines.jsonl" in read_model(run_dir / "model")[1].metadata["origin"]
     # the run's model, as it is: --steps 0, and the default --out beside the data
     again = cli("augment", "--model", str(run_dir / "model"), "--data", str(data), "--text-column", "verse",
                 "--label-column", "book", "--per-class", "2", "--steps", "0", *FAST)

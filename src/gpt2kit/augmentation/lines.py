@@ -1,11 +1,13 @@
 """The `label: text` format a language model is fine-tuned on and prompted with.
 
-Each labelled example becomes one document, `label: text`, with its whitespace (newlines
-included) collapsed to single spaces. The documents are written as JSONL records, which gpt2kit's
-data readers join with <|endoftext|> between them; so every example starts right after an
-<|endoftext|> and ends with the next one. Prompting with `<|endoftext|>label:` puts the model where
-an example of that label starts, and <|endoftext|> (or a newline, which training text never holds
-inside an example) ends the generated text.
+Each labelled example becomes one document, `label: text` and a newline, with the whitespace of
+the text (newlines included) collapsed to single spaces. The documents are written as JSONL
+records, which gpt2kit's data readers join with <|endoftext|> between them; so every example starts
+right after an <|endoftext|>. Prompting with `<|endoftext|>label:` puts the model where an example
+of that label starts, and the end of the line ends the generated text. A newline, not
+<|endoftext|>, marks the end because every model has seen countless line ends, while a small model
+trained on plain text may never have produced <|endoftext|>: the shipped model, fine-tuned for 100
+steps on lines ended by <|endoftext|> alone, still ran on past the end of most examples.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ def training_line(label: str, text: str) -> str:
 
 
 def write_training_lines(path: Path, texts: Sequence[str], labels: Sequence[str]) -> Path:
-    """The examples as JSONL records {"text": "label: text"}, the file a fine-tuning run reads."""
+    """The examples as JSONL records {"text": "label: text\\n"}, the file a fine-tuning run reads."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts and {len(labels)} labels")
-    records = "".join(json.dumps({"text": training_line(label, text)}, ensure_ascii=False) + "\n"
+    records = "".join(json.dumps({"text": training_line(label, text) + END_OF_LINE}, ensure_ascii=False) + "\n"
                       for text, label in zip(texts, labels, strict=True))
     return atomic_write(path, records)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt2kit.augmentation.lines import training_line, write_training_lines
+from gpt2kit.augmentation.lines import END_OF_LINE, training_line, write_training_lines
 from gpt2kit.errors import AugmentationError
 from gpt2kit.training import TrainConfig, finetune
 from gpt2kit.training.trainer import TrainResult
@@ -59,6 +59,6 @@ def _seq_len(model: str, wanted: int | None, texts: Sequence[str], labels: Seque
     from gpt2kit.weights.info import describe_model
 
     tokenizer = Tokenizer.for_model(resolve_model_path(model))
-    tokens = sum(len(ids) + 1 for ids in tokenizer.encode_batch([training_line(label, text) for text, label
-                                                                 in zip(texts, labels, strict=True)]))
+    lines = [training_line(label, text) + END_OF_LINE for text, label in zip(texts, labels, strict=True)]
+    tokens = sum(len(ids) + 1 for ids in tokenizer.encode_batch(lines))
     return max(1, min(wanted, describe_model(model)["config"].n_positions, tokens - 2))
