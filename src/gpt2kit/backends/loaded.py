@@ -10,6 +10,7 @@ import torch
 
 from gpt2kit.backends.decoder import Decoder
 from gpt2kit.devices import slow_dtype_warning
+from gpt2kit.errors import GPT2KitError
 
 if TYPE_CHECKING:
     from gpt2kit.tokenizer import Tokenizer
@@ -26,7 +27,7 @@ class LoadedModel:
     afterwards does not carry a stale claim about its files.
     """
 
-    model: Decoder
+    model: Decoder  # or a GPT2Classifier, when task is "classify"
     tokenizer: Tokenizer
     name: str | None  # as asked (None: the shipped default model)
     path: Path  # the folder or file read: a published name resolved to its local copy
@@ -34,10 +35,23 @@ class LoadedModel:
     backend: str  # which backend runs it: torch, ...
     dtype: torch.dtype  # what the model computes in
     metadata: dict[str, Any] = field(default_factory=dict)  # config.json's "gpt2kit" notes: origin, random_init
+    task: str = "generate"  # "classify" for a GPT2Classifier (config.json's architectures say which)
 
     @property
     def random_weights(self) -> bool:
         return bool(self.metadata.get("random_init"))
+
+    def require_task(self, task: str) -> None:
+        """Refuse a model made for another task, in one line that says what to do."""
+        if task == self.task:
+            return
+        shown = self.name or "the default model"
+        if self.task == "classify":
+            raise GPT2KitError(f"{shown}: a classifier (labels {', '.join(self.model.labels)}), which does not "
+                               "generate text; run it with `gpt2kit classify`, or give a language model")
+        raise GPT2KitError(f"{shown}: a language model without a classification head; fine-tune one with "
+                           f"`gpt2kit finetune --task classify --model {self.name or 'default'} --data train.csv "
+                           "--out DIR`")
 
     def description(self) -> str:
         """One line naming the model that speaks: the name asked for and the origin it records."""

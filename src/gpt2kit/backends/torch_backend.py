@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from gpt2kit.backends.loaded import LoadedModel
+from gpt2kit.model.classifier import GPT2Classifier
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.weights.folder import read_model
 from gpt2kit.weights.resolve import DEFAULT_NAME
@@ -16,6 +17,8 @@ def load(model: str | Path | None, *, dtype: torch.dtype, device: torch.device, 
          config_file: Path | None = None) -> LoadedModel:
     gpt2, info = read_model(DEFAULT_NAME if model is None else model, dtype=dtype, device=device,
                             checkpoint_step=checkpoint_step, config_file=config_file)
-    gpt2.pack_weights()  # faster CPU decoding (the model is for inference); a no-op elsewhere
+    classifier = isinstance(gpt2, GPT2Classifier)
+    (gpt2.transformer if classifier else gpt2).pack_weights()  # faster on the CPU (for inference); else a no-op
     return LoadedModel(model=gpt2, tokenizer=Tokenizer.for_model(info.path), name=None if model is None else str(model),
-                       path=info.path, format=info.format, backend="torch", dtype=dtype, metadata=info.metadata)
+                       path=info.path, format=info.format, backend="torch", dtype=dtype, metadata=info.metadata,
+                       task="classify" if classifier else "generate")

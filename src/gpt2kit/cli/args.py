@@ -63,10 +63,13 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
                              "on first use into ~/.cache/gpt2kit/onnx")
 
 
-def load_model(args: argparse.Namespace) -> LoadedModel:
-    """--model on --device in --dtype, ready to generate; which model it is goes to stderr."""
-    device = "cpu" if args.backend == "onnxruntime" and args.device == "auto" else args.device
-    loaded = load(args.model, backend=args.backend, dtype=DTYPES[args.dtype], device=device, **read_options(args))
+def load_model(args: argparse.Namespace, task: str = "generate") -> LoadedModel:
+    """--model on --device in --dtype, ready to generate (or, with task "classify", a classifier); which
+    model it is goes to stderr."""
+    device = "cpu" if getattr(args, "backend", "torch") == "onnxruntime" and args.device == "auto" else args.device
+    loaded = load(args.model, backend=getattr(args, "backend", "torch"), dtype=DTYPES[args.dtype], device=device,
+                  **read_options(args))
+    loaded.require_task(task)
     for line in loaded.notes(fp32="--dtype fp32"):
         print(line, file=sys.stderr)
     return loaded

@@ -1,4 +1,4 @@
-"""`gpt2kit eval perplexity` and `gpt2kit eval rouge`."""
+"""`gpt2kit eval perplexity`, `gpt2kit eval rouge` and `gpt2kit eval classify`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from gpt2kit.atomic import atomic_write
-from gpt2kit.cli.args import add_device_options, add_model_option, add_read_options, load_model, positive_int
+from gpt2kit.cli.args import DTYPES, add_device_options, add_model_option, add_read_options, load_model, positive_int
 from gpt2kit.cli.summarize import (
     add_article_input_options,
     add_recipe_generation_options,
@@ -16,6 +16,8 @@ from gpt2kit.cli.summarize import (
     generation_kwargs,
 )
 from gpt2kit.data.articles import read_articles
+from gpt2kit.data.labelled import read_labelled
+from gpt2kit.evaluation.classification import evaluate_classifier, plot_confusion
 from gpt2kit.evaluation.perplexity import perplexity_of_data
 from gpt2kit.evaluation.rouge import METRICS, EvaluationError
 from gpt2kit.evaluation.summaries import (
@@ -25,13 +27,14 @@ from gpt2kit.evaluation.summaries import (
     score_records,
     write_records,
 )
+from gpt2kit.extras import MissingExtraError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="measure a model: perplexity of text, ROUGE of summaries",
+    p = sub.add_parser("eval", help="measure a model: perplexity of text, ROUGE of summaries, classification",
                        description="Measure a model.")
     kinds = p.add_subparsers(dest="measure", metavar="MEASURE", required=True, parser_class=type(p),
-                             help="perplexity or rouge")
+                             help="perplexity, rouge or classify")
     ppl = kinds.add_parser(
         "perplexity", help="perplexity, mean loss and bits per byte of text, with sliding windows",
         description="Perplexity of a model on any data `gpt2kit finetune` reads, documents joined by "
@@ -89,6 +92,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_device_options(rouge)
     rouge.set_defaults(run=run_rouge)
 
+    cls = kinds.add_parser(
+        "classify", help="accuracy, macro-F1, per-class scores and confusion matrix of a classifier",
+        description="Score a classifier on labelled test data: accuracy, macro-F1, precision / recall / F1 / "
+                    "support of each class, and the confusion matrix, printed as a table and drawn as a PNG.")
+    add_model_option(cls)
+    cls.add_argument("--data", type=Path, required=True, metavar="PATH",
+                     help="labelled test data: .csv, .jsonl, or a folder with a sub-folder of text files per class")
+    cls.add_argument("--text-column", default="text", metavar="NAME",
+                     help="field of .csv / .jsonl rows holding the text (default text)")
+    cls.add_argument("--label-column", default="label", metavar="NAME",
+                     help="field of .csv / .jsonl rows holding the class (default label)")
+    cls.add_argument("--batch-size", type=positive_int, default=32, metavar="B",
+                     help="texts per forward pass (default 32)")
+    cls.add_argument("--output", type=Path, default=None, metavar="FILE",
+                     help="also write the scores and the confusion matrix as JSON")
+    cls.add_argument("--predictions", type=Path, default=None, metavar="FILE",
+                     help="also write each example's text, true label, predicted label and probabilities as JSONL")
+    cls.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                     help="where to draw the confusion matrix (default: --output with .png, else confusion.png); "
+                          "needs matplotlib (the plot extra), said in one line when missing")
+    cls.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cls.add_argument("--device", default="auto", metavar="DEV",
+                     help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
+    cls.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
+                     help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
+    cls.set_defaults(run=run_classify)
+
 
 def run_perplexity(args: argparse.Namespace) -> int:
     loaded = load_model(args)
@@ -142,4 +172,27 @@ def run_rouge(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(report.records):,} summaries, metric {args.metric} (F x100)")
     print("\n".join(report.lines()))
+    return 0
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    data = read_labelled(args.data, text_column=args.text_column, label_column=args.label_column)
+    loaded = load_model(args, task="classify")
+    report, predictions = evaluate_classifier(loaded.model, loaded.tokenizer, data, batch_size=args.batch_size,
+                                              progress=not args.no_progress)
+    print("\n".join(report.lines()))
+    if args.output is not None:
+        record = {"model": str(loaded.path), "data": str(args.data), **report.to_dict()}
+        atomic_write(args.output, json.dumps(record, indent=2) + "\n")
+    if args.predictions is not None:
+        atomic_write(args.predictions, "".join(
+            json.dumps({"text": text, "true": true, **p.to_dict()}, ensure_ascii=False) + "\n"
+            for text, true, p in zip(data.texts, data.labels, predictions, strict=True)))
+    plot = args.plot or (args.output.with_suffix(".png") if args.output is not None else Path("confusion.png"))
+    try:
+        plot_confusion(report, plot, title=f"{args.data.name}: accuracy {report.accuracy:.3f}, "
+                                           f"macro-F1 {report.macro_f1:.3f}")
+        print(f"confusion matrix drawn in {plot}", file=sys.stderr)
+    except MissingExtraError as err:  # the scores stand without their picture
+        print(f"note: no {plot.name}: {err}", file=sys.stderr)
     return 0

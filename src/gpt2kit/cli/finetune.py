@@ -11,7 +11,7 @@ from pathlib import Path
 from gpt2kit.config import ALIASES, PRESETS
 from gpt2kit.summarization.recipes import DEFAULT_RECIPE, RECIPES
 from gpt2kit.training import TrainConfig, Trainer, TrainingInterrupted
-from gpt2kit.training.config import PRECISIONS, SCHEDULES, TASKS
+from gpt2kit.training.config import CLASS_WEIGHTS, PRECISIONS, SCHEDULES, TASKS
 
 
 def epochs(text: str) -> list[int]:
@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     io = p.add_argument_group("model and data")
     io.add_argument("--data", type=Path, required=True, metavar="PATH",
                     help="training text (file or folder), a token file, a shard folder of `gpt2kit prepare`, "
-                         "or article/summary records with --task summarization")
+                         "article/summary records with --task summarization, or labelled text with --task classify "
+                         "(.csv, .jsonl, or a folder with a sub-folder of text files per class)")
     io.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
     start = io.add_mutually_exclusive_group(required=True)
     start.add_argument("--model", metavar="PATH",
@@ -39,13 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     io.add_argument("--seq-len", type=int, default=None, metavar="N",
                     help="tokens per training window (default: the model's context)")
     io.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
-                    help="hold out the last F of the data for validation (default 0)")
-    io.add_argument("--val-file", type=Path, default=None, metavar="PATH", help="validation text instead")
+                    help="hold out the last F of the data for validation (with --task classify, F of the examples "
+                         "drawn by --seed); default 0")
+    io.add_argument("--val-file", type=Path, default=None, metavar="PATH",
+                    help="validation data instead, in the form of --data")
     io.add_argument("--text-column", default="text", metavar="NAME", help="field of .jsonl / .csv rows (default text)")
     summ = p.add_argument_group("summarization (--task summarization)")
     summ.add_argument("--task", default="lm", choices=TASKS,
                       help="lm (default): windows of text; summarization: article/summary records (CNN/DailyMail "
-                           ".story folders, 3.0.0 .jsonl/.csv/.parquet tables, MindSpore article<TAB>summary files)")
+                           ".story folders, 3.0.0 .jsonl/.csv/.parquet tables, MindSpore article<TAB>summary files); "
+                           "classify: labelled text, trained into a classifier (GPT2ForSequenceClassification)")
     summ.add_argument("--recipe", default=DEFAULT_RECIPE, choices=[n for n, r in RECIPES.items() if r.trainable],
                       help="how an example is built: mindspore (default; article + ' TL;DR: ' + all highlights, "
                            "newlines as spaces) or tf2 (article + '\\nTL;DR:\\n' + one random highlight an epoch)")
@@ -56,6 +60,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     summ.add_argument("--target-column", default="highlights", metavar="NAME",
                       help="summary column, one sentence a line (default highlights)")
     summ.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N articles only")
+    cls = p.add_argument_group("classification (--task classify)")
+    cls.add_argument("--label-column", default="label", metavar="NAME",
+                     help="class field of .jsonl / .csv rows (default label; the text is --text-column); a folder "
+                          "of labelled text names each class by its sub-folder")
+    cls.add_argument("--pooling", default="last", choices=("last", "mean"),
+                     help="what the head reads: last (default): the last token's hidden state, as transformers' "
+                          "GPT2ForSequenceClassification; mean: the mean over the text's tokens")
+    cls.add_argument("--class-weights", default="none", choices=CLASS_WEIGHTS,
+                     help="none (default), or balanced: weigh each class's examples by n / (classes x its count), "
+                          "so that rare classes count as much as common ones")
     io.add_argument("--errors", default="strict", choices=("strict", "replace"),
                     help="text that is not UTF-8: strict (refuse, default) or replace (U+FFFD)")
     io.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",

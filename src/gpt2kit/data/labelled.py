@@ -122,3 +122,28 @@ def _class_folders(folder: Path) -> Iterator[tuple[str, str]]:
                 raise DataError(f"{file}: empty text (each file in a class folder is one example)")
             yield text, sub.name
 
+
+
+def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
+    """Texts to classify: the text column of a .csv or .jsonl table (a label column, if any, is not
+    read), or one text a non-blank line of any other file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: a folder; name a file of texts")
+    flags = {text_column: "--text-column"}
+    if path.suffix == ".csv":
+        rows = ((f"{path}:{n}", row) for n, row in enumerate(csv_rows(path, lines(path, "strict"), flags), 2))
+    elif path.suffix == ".jsonl":
+        rows = ((f"{path}:{n}", row) for n, row in jsonl_rows(path, lines(path, "strict")))
+    else:
+        return [line.strip() for line in lines(path, "strict") if line.strip()]
+    texts = []
+    for where, row in rows:
+        if text_column not in row:
+            raise DataError(f"{where}: no {text_column!r} field (fields: {', '.join(row)}; choose one with "
+                            "--text-column)")
+        text = row[text_column]
+        if text is None or not str(text).strip():
+            raise DataError(f"{where}: empty text in column {text_column!r}")
+        texts.append(str(text))
+    return texts

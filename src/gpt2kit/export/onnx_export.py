@@ -201,6 +201,8 @@ def _source(model: str | Path | GPT2 | None, dtype: torch.dtype):
         gpt2.generation_config = dict(model.generation_config)
         return gpt2, Tokenizer.from_pretrained(), {}
     gpt2, info = read_model(DEFAULT_NAME if model is None else model, dtype=dtype, device="cpu")
+    if not isinstance(gpt2, GPT2):
+        raise GPT2KitError(f"{info.path}: a classifier; ONNX export writes language models (decoder graphs) only")
     metadata = {**read_metadata(info.path, info.format), "exported_from": f"{info.format}: {info.path}"}
     return gpt2.eval(), Tokenizer.for_model(info.path), metadata
 

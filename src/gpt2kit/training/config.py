@@ -10,7 +10,8 @@ from typing import Any
 from gpt2kit.errors import TrainingError
 
 SCHEDULES = ("constant", "linear", "cosine", "step")
-TASKS = ("lm", "summarization")
+TASKS = ("lm", "summarization", "classify")
+CLASS_WEIGHTS = ("none", "balanced")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -27,12 +28,15 @@ class TrainConfig:
     text_column: str = "text"
     errors: str = "strict"  # or "replace": how to read text that is not UTF-8
     cache_dir: str | os.PathLike | None = None
-    task: str = "lm"  # "lm": windows of text; "summarization": article/summary records as examples
+    task: str = "lm"  # "lm": windows of text; "summarization": article/summary records; "classify": labelled text
     recipe: str = "mindspore"  # summarization: how examples are built (summarization/recipes.py)
     loss_on: str = "target"  # summarization: "target" (summary tokens only) or "all"
     source_column: str = "article"  # summarization tables: the article column
     target_column: str = "highlights"  # and the summary column
     limit: int | None = None  # summarization: the first N records only
+    label_column: str = "label"  # classify: the class column of .csv / .jsonl (text_column holds the text)
+    pooling: str = "last"  # classify: "last" (the last token's hidden state, as transformers) or "mean"
+    class_weights: str = "none"  # classify: "balanced" weighs each class alike in the loss
     # ---- optimisation ----------------------------------------------------------------------------
     batch_size: int = 1
     grad_accum: int = 1
@@ -106,6 +110,13 @@ class TrainConfig:
             raise TrainingError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.task not in TASKS:
             raise TrainingError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.pooling not in ("last", "mean"):
+            raise TrainingError(f"pooling must be last or mean, got {self.pooling!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise TrainingError(f"class-weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        if self.task == "classify" and self.fsdp:
+            raise TrainingError("--fsdp trains language models; a classifier trains with DDP under torchrun (drop "
+                                "--fsdp)")
         if self.loss_on not in ("target", "all"):
             raise TrainingError(f"loss-on must be target or all, got {self.loss_on!r}")
         if self.limit is not None and self.limit < 1:

@@ -15,7 +15,7 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from gpt2kit.training.lora import merged_state
 from gpt2kit.training.metrics import plot_losses, read_metrics
 
 RESUME_MUST_MATCH = ("model", "from_scratch", "seq_len", "batch_size", "grad_accum", "seed", "lora_rank",
-                     "freeze_layers", "precision")
+                     "freeze_layers", "precision", "task", "pooling")
 RUN_FILES = ("checkpoints", "metrics.jsonl", "loss.png", "model", "train_config.json")
 
 
@@ -55,6 +55,8 @@ class RunFolder:
         self.metrics, self.model_dir = self.out / "metrics.jsonl", self.out / "model"
         self.stale_after: int | None = None  # resumed from an older checkpoint: the later ones go at saving
         self.plot_missing = False  # matplotlib (the plot extra) is not installed
+        # what is saved of the trained GPT2 (the objective's `exported`: a classifier adds its head)
+        self.export: Callable[[GPT2], torch.nn.Module] = lambda model: model
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"{self.out}: is a file, not a run folder")
         if not config.resume and not config.overwrite and self.out.exists() and any(self.out.iterdir()):
@@ -201,5 +203,5 @@ class RunFolder:
 
         with torch.no_grad():
             plain = model_from_state(model.config, {k: v.cpu() for k, v in merged_state(model).items()})
-        save_model(plain, folder, tokenizer=tokenizer,
+        save_model(self.export(plain), folder, tokenizer=tokenizer,
                    metadata={"origin": f"gpt2kit finetune on {self.config.data.name}, step {step}"})

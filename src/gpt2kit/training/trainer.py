@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -41,6 +42,7 @@ from gpt2kit.devices import resolve_device, slow_dtype_warning
 from gpt2kit.errors import TrainingError
 from gpt2kit.generation import complete
 from gpt2kit.host_memory import keep_freed_memory
+from gpt2kit.model.classifier import GPT2Classifier
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.tokenizer import Tokenizer
 from gpt2kit.training import distributed
@@ -98,12 +100,17 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def task_data(task: str) -> Callable[[TrainConfig, Tokenizer, int], TrainingData]:
-    """A task's default data: windows of text, or summarization examples. Both train the same
-    LanguageModeling objective: the examples' labels already leave out what no loss counts."""
+    """A task's default data: windows of text, summarization examples, or labelled texts. The first
+    two train the same LanguageModeling objective (the examples' labels already leave out what no
+    loss counts); labelled texts give their own Classification objective (`ClassificationData.objective`)."""
     if task == "summarization":
         from gpt2kit.training.summary_data import SummaryData
 
         return SummaryData
+    if task == "classify":
+        from gpt2kit.training.classification_data import ClassificationData
+
+        return ClassificationData
     return WindowData
 
 
@@ -112,7 +119,7 @@ class Trainer:
     `.model`); `data(config, tokenizer, seq_len)` gives the batches, rows of at most seq_len
     positions (`config.seq_len`, or the model's context); by default those of `config.task`."""
 
-    def __init__(self, config: TrainConfig, *, objective: Callable[[GPT2], Objective] = LanguageModeling,
+    def __init__(self, config: TrainConfig, *, objective: Callable[[GPT2], Objective] | None = None,
                  data: Callable[[TrainConfig, Tokenizer, int], TrainingData] | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
@@ -147,7 +154,8 @@ class Trainer:
                                                      self.tokenizer, self.seq_len)
         self.sampler = RankSlice(self.data.train, self.world) if self.world.size > 1 else self.data.train
         self._prepare_model()
-        self.objective = objective(self.model).to(self.device).train()
+        self.objective = (objective or self._task_objective())(self.model).to(self.device).train()
+        self.folder.export = self.objective.exported
         self.module = distributed.wrap(self.objective, self.world, self.device, config.fsdp)  # what training calls
         self.optimizer = make_optimizer(self.objective, config)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
@@ -196,13 +204,26 @@ class Trainer:
     # ---- set-up -------------------------------------------------------------------------------------
 
     def _load_model(self, config: TrainConfig) -> None:
-        """The model to train and its tokenizer (kept apart from the rest of the set-up)."""
+        """The model to train and its tokenizer (kept apart from the rest of the set-up); of a classifier,
+        its GPT2 (the head goes to the objective, `start_classifier`)."""
+        self.start_classifier: GPT2Classifier | None = None
         if config.from_scratch:
             self.model = GPT2.from_config(config.from_scratch, seed=config.seed)
             self.tokenizer = Tokenizer.from_pretrained()
         else:
-            self.model, source = read_model(config.model)
+            model, source = read_model(config.model)
+            if isinstance(model, GPT2Classifier):
+                self.start_classifier, model = model, model.transformer
+            self.model = model
             self.tokenizer = Tokenizer.for_model(source.path)
+
+    def _task_objective(self) -> Callable[[GPT2], Objective]:
+        """The objective of config.task: the data's own for classification, else next-token prediction."""
+        if self.config.task == "classify":
+            where = self.config.model or f"the {self.config.from_scratch} model"
+            return partial(self.data.objective, start=self.start_classifier, where=str(where),
+                           say=self.world.is_main and not self.config.resume)
+        return LanguageModeling
 
     def _prepare_model(self) -> None:
         config, model = self.config, self.model

@@ -9,9 +9,11 @@ initialisation runs and no second copy of the weights is made.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ import torch
 
 from gpt2kit.atomic import fsync_path, fsync_tree, move_into_place
 from gpt2kit.config import GPT2Config, read_generation_config, read_json
-from gpt2kit.errors import WeightsError
+from gpt2kit.errors import ConfigError, WeightsError
+from gpt2kit.model.classifier import ClassifierConfig, GPT2Classifier, new_head_note, new_score
 from gpt2kit.model.gpt2 import GPT2
 from gpt2kit.weights.files import KINDS, file_kind
 from gpt2kit.weights.hf import WEIGHT_FILES, find_weights_file, open_weights, write_safetensors
@@ -113,7 +116,24 @@ def _read_hf(path: Path, dtype: torch.dtype | None) -> tuple[GPT2Config, dict[st
                                "with --backend onnxruntime (gpt2kit.load(..., backend=\"onnxruntime\"))")
         raise WeightsError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
     source, layout = open_weights(weights)
-    return config, collect(layout, source, config, weights, "config.json", dtype)
+    head = ClassifierConfig.from_hf_dict(read_json(config_path), source=str(config_path))
+    if head is None:
+        return config, collect(layout, source, config, weights, "config.json", dtype)
+    # a classifier: the trunk as a language model's, then the head's tensors under our names
+    files = set(head.head_names.values())
+    trunk = dataclasses.replace(layout, ignore=lambda name: layout.ignore(name) or name in files)
+    state = collect(trunk, source, config, weights, "config.json", dtype)
+    present = set(source.names())
+    for ours, file_name in head.head_names.items():
+        if file_name not in present:
+            raise WeightsError(f"{weights}: missing tensor '{file_name}' (config.json describes a classifier)")
+        want = (head.num_labels, config.n_embd) if ours.endswith("weight") else (head.num_labels,)
+        if tuple(source.shape(file_name)) != want:
+            raise WeightsError(f"{weights}: tensor '{file_name}' has shape {tuple(source.shape(file_name))}, "
+                               f"config.json's {head.num_labels} labels imply {want}")
+        t = source.load(file_name)
+        state[ours] = t.to(dtype or t.dtype).contiguous()
+    return config, state
 
 
 def _readers() -> dict[str, Callable]:
@@ -156,11 +176,30 @@ def read_checkpoint(path: Path, fmt: str = "auto", dtype: torch.dtype | None = N
     return config, state, fmt
 
 
-def model_from_state(config: GPT2Config, state: dict[str, torch.Tensor]) -> GPT2:
+def model_from_state(config: GPT2Config, state: dict[str, torch.Tensor],
+                     head: ClassifierConfig | None = None) -> GPT2 | GPT2Classifier:
+    """The model a state dict holds: a GPT2, or with `head` a GPT2Classifier (the head's tensors
+    are the state's `score.*`)."""
+    trunk = {k: v for k, v in state.items() if not k.startswith("score.")}
     with torch.device("meta"):
         model = GPT2(config)
-    model.load_state_dict(state, assign=True)
-    return model.eval()
+    model.load_state_dict(trunk, assign=True)
+    if head is None:
+        return model.eval()
+    with torch.device("meta"):
+        score = new_score(config, head)
+    score.load_state_dict({k.removeprefix("score."): v for k, v in state.items() if k.startswith("score.")},
+                          assign=True)
+    return GPT2Classifier(model, head, score).eval()
+
+
+def read_head(path: Path, fmt: str) -> ClassifierConfig | None:
+    """The classification head a model's config.json describes (None for a language model; only
+    Hugging Face folders hold classifiers)."""
+    if fmt != "hf":
+        return None
+    config_path = model_folder(path) / "config.json"
+    return ClassifierConfig.from_hf_dict(read_json(config_path), source=str(config_path))
 
 
 @dataclass(frozen=True)
@@ -195,18 +234,44 @@ def read_model(
     where it came from; fp32 unless `dtype` says otherwise."""
     path = resolve_model_path(name_or_path)
     config, state, fmt = read_checkpoint(path, fmt, dtype or torch.float32, checkpoint_step, config_file)
-    model = model_from_state(config, state)
-    model.generation_config = read_generation_config(path) if path.is_dir() else {}
+    model = model_from_state(config, state, read_head(path, fmt))
+    trunk = model.transformer if isinstance(model, GPT2Classifier) else model
+    trunk.generation_config = read_generation_config(path) if path.is_dir() else {}
     info = ModelInfo(path, fmt, read_metadata(path, fmt))
     return (model.to(device) if device is not None else model), info
+
+
+def read_classifier(name_or_path: str | Path, *, labels: list[str] | None = None, pooling: str = "last",
+                    dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                    seed: int | None = None) -> tuple[GPT2Classifier, ModelInfo]:
+    """A classifier as saved, or a language model with a new head for `labels` (`pooling`), which
+    is said on stderr: its predictions mean nothing until it is trained."""
+    model, info = read_model(name_or_path, dtype=dtype, device=device)
+    if isinstance(model, GPT2Classifier):
+        if labels is not None and list(labels) != list(model.labels):
+            raise WeightsError(f"{info.path}: a classifier of the classes {', '.join(model.labels)}, not "
+                               f"{', '.join(labels)}")
+        return model, info
+    if not labels:
+        raise WeightsError(f"{info.path}: a language model without a classification head; fine-tune one with "
+                           f"`gpt2kit finetune --task classify --model {name_or_path} --data train.csv --out DIR`")
+    try:
+        head = ClassifierConfig(tuple(labels), pooling, pad_token_id=model.config.eos_token_id)
+    except ConfigError as err:
+        raise WeightsError(str(err)) from None
+    score = new_score(model.config, head, device=model.device, dtype=model.dtype, seed=seed)
+    print(new_head_note(str(info.path), head) + " (train it with `gpt2kit finetune --task classify`)",
+          file=sys.stderr)
+    return GPT2Classifier(model, head, score), info
 
 
 def load_model(name_or_path: str | Path, *, dtype: torch.dtype | None = None,
                device: torch.device | str | None = None, fmt: str = "auto",
                checkpoint_step: int | None = None, config_file: Path | None = None) -> GPT2:
-    """The model of `read_model` alone (`GPT2.from_pretrained`)."""
-    return read_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step,
-                      config_file=config_file)[0]
+    """The model of `read_model` alone (`GPT2.from_pretrained`); of a classifier, its GPT2 trunk."""
+    model = read_model(name_or_path, dtype=dtype, device=device, fmt=fmt, checkpoint_step=checkpoint_step,
+                       config_file=config_file)[0]
+    return model.transformer if isinstance(model, GPT2Classifier) else model
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None]) -> Path:
@@ -255,11 +320,15 @@ def check_writable(fmt: str, quantize: str | None = None) -> None:
         raise WeightsError(f"{quantize} is a GGUF type: the {fmt} format stores fp32, fp16 or bf16 (use --to gguf)")
 
 
-def write_hf(model: GPT2, state: dict[str, torch.Tensor], folder: Path, tokenizer: Any,
+def write_hf(model: GPT2 | GPT2Classifier, state: dict[str, torch.Tensor], folder: Path, tokenizer: Any,
              metadata: dict[str, Any] | None) -> None:
-    """config.json, model.safetensors, generation_config.json and the tokenizer files."""
-    write_safetensors(state, folder / "model.safetensors")
-    model.config.save(folder / "config.json", extra={METADATA_KEY: metadata} if metadata else None)
+    """config.json, model.safetensors, generation_config.json and the tokenizer files; a classifier's
+    head under transformers' names, its labels and architecture in config.json."""
+    head = model.head if isinstance(model, GPT2Classifier) else None
+    write_safetensors(state, folder / "model.safetensors", names=head.head_names if head else None)
+    extra = {**(head.to_hf_dict() if head else {}), **({METADATA_KEY: metadata} if metadata else {})}
+    model.config.save(folder / "config.json", extra=extra or None)
+    model = model.transformer if head else model
     # the model's own generation_config.json keys (pad, several eos, ...) are kept over config.json's
     generation = {"bos_token_id": model.config.bos_token_id, "eos_token_id": model.config.eos_token_id,
                   **getattr(model, "generation_config", {})}
@@ -282,7 +351,7 @@ def _writers() -> dict[str, Callable]:
 
 
 def save_model(
-    model: GPT2,
+    model: GPT2 | GPT2Classifier,
     path: str | Path,
     *,
     tokenizer: Any = None,
@@ -297,7 +366,11 @@ def save_model(
     from gpt2kit.tokenizer import Tokenizer
 
     check_writable(fmt, quantize)
+    if isinstance(model, GPT2Classifier) and fmt != "hf":
+        raise WeightsError(f"a classifier is written as a Hugging Face folder only, not {fmt} (which holds language "
+                           "models)")
     options = {"quantize": quantize} if quantize else {}
     tokenizer = tokenizer or Tokenizer.from_pretrained()
-    state = {k: v.detach().to("cpu", dtype or v.dtype) for k, v in model.state_dict().items()}
+    state = {k.removeprefix("transformer."): v.detach().to("cpu", dtype or v.dtype)
+             for k, v in model.state_dict().items()}
     return atomic_folder(Path(path), lambda tmp: _writers()[fmt](model, state, tmp, tokenizer, metadata, **options))

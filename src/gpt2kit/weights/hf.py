@@ -111,10 +111,12 @@ def _read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
 
-def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path) -> None:
+def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path, names: dict[str, str] | None = None) -> None:
     """Stream a safetensors file, one converted tensor in memory at a time (the library's
-    save_file serialises everything at once, which triples peak memory for large models)."""
-    items = sorted((HF.file_name(k), k) for k in state_dict)
+    save_file serialises everything at once, which triples peak memory for large models).
+    `names` gives the file names of tensors outside GPT-2's layout (a classifier's head), stored as they are."""
+    names = names or {}
+    items = sorted((names[k] if k in names else HF.file_name(k), k) for k in state_dict)
     header: dict = {"__metadata__": {"format": "pt"}}
     offset = 0
     for file_name, ours in items:
@@ -122,7 +124,8 @@ def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path) -> None:
         if t.dtype not in SAFETENSORS_DTYPES:
             raise WeightsError(f"cannot write tensor '{ours}' of dtype {t.dtype} to safetensors")
         size = t.numel() * t.element_size()
-        header[file_name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(HF.file_shape(ours, tuple(t.shape))),
+        shape = tuple(t.shape) if ours in names else HF.file_shape(ours, tuple(t.shape))
+        header[file_name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(shape),
                              "data_offsets": [offset, offset + size]}
         offset += size
     blob = json.dumps(header, separators=(",", ":")).encode()
@@ -130,5 +133,6 @@ def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path) -> None:
     with path.open("wb") as f:
         f.write(struct.pack("<Q", len(blob)) + blob)
         for _, ours in items:
-            t = HF.to_file(ours, state_dict[ours].detach()).to("cpu").contiguous()
+            t = state_dict[ours].detach() if ours in names else HF.to_file(ours, state_dict[ours].detach())
+            t = t.to("cpu").contiguous()
             f.write(t.reshape(-1).view(torch.uint8).numpy())  # buffer protocol: no extra copy
