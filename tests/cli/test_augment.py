@@ -62,6 +62,46 @@ def test_augment_fine_tunes_generates_and_writes_new_rows(model_dir, data, tmp_p
     assert written[0] == ["verse", "book"] and len(written) == 5
 
 
+@pytest.fixture
+def classifier(model_dir, tmp_path):
+    """The tiny model with a random classification head for the data's two labels."""
+    from gpt2kit.model.classifier import GPT2Classifier
+
+    return GPT2Classifier.from_pretrained(model_dir, labels=["gospels", "law"]).save_pretrained(tmp_path / "cls")
+
+
+def test_filter_keeps_what_the_classifier_assigns_to_the_label(model_dir, data, classifier, tmp_path):
+    from gpt2kit.classification.predict import classify
+    from gpt2kit.data.labelled import read_labelled
+    from gpt2kit.model.classifier import GPT2Classifier
+    from gpt2kit.tokenizer import Tokenizer
+
+    out = tmp_path / "new.csv"
+    result = cli("augment", "--model", str(model_dir), "--data", str(data), "--text-column", "verse",
+                 "--label-column", "book", "--per-class", "4", "--steps", "0", "--filter", str(classifier),
+                 "--out", str(out), *FAST)
+    assert result.returncode == 0, result.stderr
+    table = {line.split()[0]: line.split() for line in result.stderr.splitlines()
+             if line.startswith(("gospels ", "law ", "total "))}
+    assert int(table["total"][-2]) > 0  # the random head rejects some texts
+    written = read_labelled(out, "verse", "book")
+    assert len(written) == int(table["total"][-1]) > 0
+    model = GPT2Classifier.from_pretrained(classifier)
+    predicted = [p.label for p in classify(model, Tokenizer.for_model(classifier), written.texts)]
+    assert predicted == written.labels
+
+
+def test_filter_must_be_a_classifier_of_the_labels(model_dir, data, tmp_path):
+    from gpt2kit.model.classifier import GPT2Classifier
+
+    common = ("augment", "--model", str(model_dir), "--data", str(data), "--text-column", "verse", "--label-column",
+              "book", "--per-class", "1", "--steps", "0")
+    assert_user_error(cli(*common, "--filter", str(model_dir)), "a language model without a classification head")
+    other = GPT2Classifier.from_pretrained(model_dir, labels=["law", "prophets"]).save_pretrained(tmp_path / "c2")
+    assert_user_error(cli(*common, "--filter", str(other)), "a classifier of law, prophets, which cannot keep "
+                                                            "examples of gospels")
+
+
 @pytest.mark.parametrize("per_class", ["0", "-2"])
 def test_per_class_below_one(model_dir, data, per_class):
     assert_user_error(cli("augment", "--model", str(model_dir), "--data", str(data), "--text-column", "verse",

@@ -72,6 +72,7 @@ def augment_labelled(data: LabelledSet, per_class: int, *, model: str | None = N
 
 def load_lm(model: str | None, runtime: Runtime) -> LoadedModel:
     loaded = load(model, backend=runtime.backend, dtype=runtime.dtype, device=runtime.device)
+    loaded.require_task("generate")
     for line in loaded.notes(fp32="--dtype fp32"):
         print(line, file=sys.stderr)
     return loaded

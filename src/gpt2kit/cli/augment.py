@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gpt2kit.augmentation.augment import ROWS_PER_BATCH, check_request
 from gpt2kit.augmentation.dedup import NEAR_DUPLICATE
 from gpt2kit.augmentation.run import Runtime, augment_labelled
 from gpt2kit.augmentation.tune import TuneSettings
@@ -41,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            f"or an earlier new one, in (0, 1]; 1 drops exact duplicates only (default "
                            f"{NEAR_DUPLICATE}: a verse with one word changed scores about 0.9, two different "
                            "verses under 0.15)")
+    keep.add_argument("--filter", default=None, metavar="M_CLS",
+                      help="a classifier (`gpt2kit finetune --task classify`, or transformers' "
+                           "GPT2ForSequenceClassification folder) of the data's labels: a new text is kept only if "
+                           "it predicts the label the text was generated for (the usual guard against drift); "
+                           "default: no filter")
     keep.add_argument("--max-tries", type=positive_int, default=4, metavar="K",
                       help="draw at most K x --per-class samples per label; a label still short then is reported "
                            "(default 4)")
@@ -61,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_generation_options(p, many=False)
     p.add_argument_group("samples and randomness").add_argument(
         "--batch-size", type=positive_int, default=None, metavar="N",
-        help="rows generated per forward pass (default 32)")
+        help=f"rows generated (and classified, with --filter) per forward pass (default {ROWS_PER_BATCH})")
     add_device_options(p)
     p.set_defaults(run=run)
 
@@ -80,13 +86,20 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise AugmentationError(f"{out}: is a folder; --out takes a .csv or .jsonl file name")
     data = read_labelled(args.data, args.text_column, args.label_column)
+    check_request(data, args.per_class, settings, args.max_tries, args.near_duplicate)
+    device = "cpu" if args.backend == "onnxruntime" and args.device == "auto" else args.device
+    keep = None
+    if args.filter is not None:  # loaded first: a wrong classifier should not wait for the fine-tuning
+        from gpt2kit.augmentation.filter import load_filter
+
+        keep = load_filter(args.filter, data.label_names, device=args.device, dtype=DTYPES[args.dtype],
+                           batch_size=args.batch_size or ROWS_PER_BATCH)
     tune = TuneSettings(steps=args.steps, batch_size=args.train_batch_size, seq_len=args.seq_len, lr=args.lr,
                         seed=0 if args.seed is None else args.seed, device=args.device)
-    device = "cpu" if args.backend == "onnxruntime" and args.device == "auto" else args.device
     runtime = Runtime(device=device, dtype=DTYPES[args.dtype], backend=args.backend)
     result = augment_labelled(data, args.per_class, model=args.model, tune=tune, run_dir=args.run_dir,
                               settings=settings, runtime=runtime, near_duplicate=args.near_duplicate,
-                              max_tries=args.max_tries)
+                              max_tries=args.max_tries, keep=keep)
     write_labelled(out, result.as_labelled(data, str(out)))
     print(result.table(), file=sys.stderr)
     for count in result.short:
