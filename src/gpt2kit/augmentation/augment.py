@@ -139,20 +139,24 @@ def augment(model: Decoder, tokenizer: Tokenizer, data: LabelledSet, per_class: 
                     texts = [completion_text(tokenizer, g.token_ids, g.finish_reason, batch_settings)
                              for g in mine]
                     candidates = _unique(texts, [g.finish_reason for g in mine], index, counts[label])
-                    accepted = keep(candidates, label) if keep is not None and candidates else [True] * len(candidates)
-                    if len(accepted) != len(candidates):
-                        raise ValueError(f"keep returned {len(accepted)} answers for {len(candidates)} texts")
-                    for text, ok in zip(candidates, accepted, strict=True):
-                        if ok:
-                            kept[label].append(text)
-                        else:
-                            counts[label].filtered += 1
+                    kept[label] += _accepted(candidates, label, keep, counts[label])
                     counts[label].kept = len(kept[label])
                 bar.update(sum(c.kept for c in counts.values()) - before)
                 bar.set_postfix(drawn=sum(c.generated for c in counts.values()))
     return Augmented([t for label in labels for t in kept[label]],
                      [label for label in labels for _ in kept[label]],
                      [counts[label] for label in labels], per_class, near_duplicate, max_tries)
+
+
+def _accepted(candidates: list[str], label: str, keep: Keep | None, count: LabelCount) -> list[str]:
+    """The candidates `keep` accepts as examples of `label` (all of them without a `keep`)."""
+    if keep is None or not candidates:
+        return candidates
+    answers = keep(candidates, label)
+    if len(answers) != len(candidates):
+        raise ValueError(f"keep returned {len(answers)} answers for {len(candidates)} texts")
+    count.filtered += sum(not ok for ok in answers)
+    return [text for text, ok in zip(candidates, answers, strict=True) if ok]
 
 
 def _unique(completions: Sequence[str], reasons: Sequence[str], index: DuplicateIndex,
