@@ -127,6 +127,7 @@ def test_max_tries_bounds_the_samples_of_a_label(tok):
     (count,) = result.counts
     assert (count.generated, count.kept, count.duplicates) == (15, 1, 14)
     assert result.texts == ["lamb"] and result.short == [count]
+    assert "raise the temperature" in count.advice()
     assert result.table().splitlines()[1].split() == ["OT", "15", "0", "14", "0", "0", "1"]
 
 
@@ -134,6 +135,7 @@ def test_cut_off_texts_are_dropped(tok, data):
     result = augment(Scripted(tok, stop=1e-9), tok, data, 2, GenerationSettings(max_new_tokens=4, seed=0),
                      max_tries=2, progress=False)
     assert result.texts == [] and all(c.incomplete == c.generated == 4 for c in result.counts)
+    assert "raise max-new-tokens" in result.counts[0].advice()
 
 
 @pytest.mark.parametrize("per_class", [0, -3])

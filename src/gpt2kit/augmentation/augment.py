@@ -40,6 +40,17 @@ class LabelCount:
     filtered: int = 0  # rejected by `keep`
     kept: int = 0
 
+    def advice(self) -> str:
+        """What to change when this label came out short: the remedy of its largest loss."""
+        losses = {"incomplete": (self.incomplete, "raise max-new-tokens (texts were cut off before their line "
+                                                  "ended)"),
+                  "duplicates": (self.duplicates + self.near_duplicates,
+                                 "raise the temperature or the near-duplicate threshold (the model repeats texts)"),
+                  "filtered": (self.filtered, "fine-tune the model longer, or check the filter (the classifier "
+                                              "rejected most texts)")}
+        count, remedy = max(losses.values(), key=lambda loss: loss[0])
+        return remedy if count else "raise max-tries"
+
 
 @dataclass
 class Augmented:

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     write_labelled(out, result.as_labelled(data, str(out)))
     print(result.table(), file=sys.stderr)
     for count in result.short:
-        print(f"note: {count.label}: {count.kept} of {args.per_class} new examples after {count.generated} samples "
-              "(raise --max-tries, or --near-duplicate, or the temperature)", file=sys.stderr)
+        print(f"note: {count.label}: {count.kept} of {args.per_class} new examples after {count.generated} samples, "
+              f"--max-tries {args.max_tries}: {count.advice()}", file=sys.stderr)
     print(f"wrote {len(result.texts)} new examples of {len(result.counts)} labels to {out}", file=sys.stderr)
     return 0
