@@ -121,14 +121,10 @@ def test_a_missing_column_is_named(model_dir, data):
                       "no 'text' column (columns: verse, book; choose one with --text-column)")
 
 
-def test_a_classifier_is_not_a_generator(model_dir, data, tmp_path):
-    folder = tmp_path / "classifier"
-    folder.mkdir()
-    config = json.loads((model_dir / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2ForSequenceClassification"]}))
-    assert_user_error(cli("augment", "--model", str(folder), "--data", str(data), "--text-column", "verse",
+def test_a_classifier_is_not_a_generator(classifier, data):
+    assert_user_error(cli("augment", "--model", str(classifier), "--data", str(data), "--text-column", "verse",
                           "--label-column", "book", "--per-class", "1"),
-                      "a classifier", "does not generate text")
+                      "a classifier (labels gospels, law), which does not generate text")
 
 
 def test_bad_out_and_run_dir(model_dir, data, tmp_path):

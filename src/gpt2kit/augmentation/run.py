@@ -14,11 +14,11 @@ from gpt2kit.augmentation.augment import Augmented, Keep, augment, check_request
 from gpt2kit.augmentation.dedup import NEAR_DUPLICATE
 from gpt2kit.augmentation.tune import TuneSettings, tune_on_lines
 from gpt2kit.backends import LoadedModel, load
-from gpt2kit.config import read_json
 from gpt2kit.data.labelled import LabelledSet
 from gpt2kit.errors import AugmentationError
 from gpt2kit.generation import GenerationSettings
-from gpt2kit.weights import resolve_model_path
+from gpt2kit.weights import detect_format, resolve_model_path
+from gpt2kit.weights.folder import read_head
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,13 @@ class Runtime:
 
 
 def require_language_model(model: str | None) -> None:
-    """Refuse a classifier before any training: it has no language-model head to generate with.
-    A Hugging Face folder says which it is in config.json's `architectures`."""
+    """Refuse a classifier before any training: it has no language-model head to generate with
+    (loading it would say so too, but only after the fine-tuning)."""
     path = resolve_model_path(model or "default")
-    config = path / "config.json" if path.is_dir() else path.parent / "config.json"
-    if not config.is_file():
-        return
-    classifiers = [a for a in read_json(config).get("architectures") or [] if "Classification" in a]
-    if classifiers:
-        raise AugmentationError(f"{model}: a classifier ({classifiers[0]}), which does not generate text; give "
-                                "--model a language model (and the classifier to --filter)")
+    head = read_head(path, detect_format(path))
+    if head is not None:
+        raise AugmentationError(f"{model}: a classifier (labels {', '.join(head.labels)}), which does not generate "
+                                "text; give --model a language model (and the classifier to --filter)")
 
 
 def augment_labelled(data: LabelledSet, per_class: int, *, model: str | None = None,
