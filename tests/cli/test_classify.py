@@ -3,6 +3,8 @@ folders, and one clear line for each model given to the wrong command."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -21,10 +23,13 @@ def run(tmp_path_factory):
         (root / "data" / label).mkdir(parents=True)
         for i, text in enumerate(texts):
             (root / "data" / label / f"{i}.txt").write_text(text + "\n")
-    code = main(["finetune", "--task", "classify", "--data", str(root / "data"), "--out", str(root / "run"),
-                 "--from-scratch", "tiny", "--batch-size", "4", "--max-steps", "3", "--lr", "1e-3",
-                 "--class-weights", "balanced", "--val-fraction", "0.25"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["finetune", "--task", "classify", "--data", str(root / "data"), "--out", str(root / "run"),
+                     "--from-scratch", "tiny", "--batch-size", "4", "--max-steps", "3", "--lr", "1e-3",
+                     "--class-weights", "balanced", "--val-fraction", "0.25"])
     assert code == 0
+    assert "(cross-entropy; `gpt2kit eval classify` gives accuracy and F1)" in out.getvalue()
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from gpt2kit import load
 from gpt2kit.model import ClassifierConfig, GPT2Classifier
@@ -144,3 +145,17 @@ def test_load_knows_the_task_from_the_config(pair, tmp_path):
     loaded = load(tmp_path / "c")
     assert loaded.task == "classify" and isinstance(loaded.model, GPT2Classifier)
     assert load(None).task == "generate"
+
+
+def test_convert_keeps_the_head_or_refuses(pair, tmp_path):
+    from gpt2kit.errors import WeightsError
+    from gpt2kit.weights.convert import convert
+
+    _, ours = pair
+    ours.save_pretrained(tmp_path / "c")
+    convert(tmp_path / "c", tmp_path / "half", dtype=torch.float16)
+    assert GPT2Classifier.from_pretrained(tmp_path / "half").labels == tuple(LABELS)
+    with safe_open(str(tmp_path / "half" / "model.safetensors"), framework="pt") as f:
+        assert f.get_tensor("score.weight").dtype == torch.float16
+    with pytest.raises(WeightsError, match="a classifier is written as a Hugging Face folder only, not gguf"):
+        convert(tmp_path / "c", tmp_path / "g", dst_format="gguf")

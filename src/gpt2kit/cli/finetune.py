@@ -185,7 +185,10 @@ def _run(trainer: Trainer, config: TrainConfig, args: argparse.Namespace) -> int
     done = (f"trained {result.steps} step{'s' * (result.steps != 1)}" if start == 0
             else f"trained steps {start + 1} to {result.steps}")
     val = ""
-    if result.val_loss is not None:
+    if result.val_loss is not None and config.task == "classify":  # a perplexity of classes means nothing
+        val = (f", validation loss {result.val_loss:.4f} (cross-entropy; `gpt2kit eval classify` gives accuracy "
+               "and F1)")
+    elif result.val_loss is not None:
         val = f", validation loss {result.val_loss:.4f} (perplexity {math.exp(min(result.val_loss, 50)):.2f})"
     print(f"{done}: loss {result.train_loss:.4f}{val}; model in {result.model_dir}")
     return 0

@@ -46,6 +46,10 @@ def run_info(args: argparse.Namespace) -> int:
               f"{', '.join(map(str, r['saved_steps']))}){counter}")
     if info["note"]:
         print(f"note        {info['note']}")
+    if info["head"]:
+        head = info["head"]
+        pooled = "last-token" if head.pooling == "last" else head.pooling
+        print(f"classifier  {head.num_labels} classes ({', '.join(head.labels)}), {pooled} pooling")
     print(f"shape       {c.n_layer} layers, {c.n_head} heads, {c.n_embd} embedding, "
           f"{c.n_positions} context, {c.vocab_size} vocabulary")
     print("files")

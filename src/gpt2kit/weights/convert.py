@@ -12,6 +12,7 @@ from gpt2kit.weights.folder import (
     detect_format,
     model_from_state,
     read_checkpoint,
+    read_head,
     read_metadata,
     save_model,
 )
@@ -41,7 +42,7 @@ def convert(src: str | Path, dst: str | Path, *, src_format: str = "auto", dst_f
                                "leave both (choose an empty folder)")
     path = resolve_model_path(src)
     config, state, fmt = read_checkpoint(path, src_format, dtype, checkpoint_step, config_file)
-    model = model_from_state(config, state)
+    model = model_from_state(config, state, read_head(path, fmt))  # a classifier keeps its head (hf only)
     from gpt2kit.tokenizer import Tokenizer
 
     metadata = None

@@ -9,7 +9,7 @@ import torch
 
 from gpt2kit.config import GPT2Config, read_json
 from gpt2kit.model.gpt2 import GPT2
-from gpt2kit.weights.folder import check_read_options, detect_format, model_folder, read_metadata
+from gpt2kit.weights.folder import check_read_options, detect_format, model_folder, read_head, read_metadata
 from gpt2kit.weights.hf import SAFETENSORS_DTYPES, SafetensorsSource, find_weights_file, open_weights
 from gpt2kit.weights.layouts import MINDSPORE, NANOGPT, OPENAI, expected_shapes
 from gpt2kit.weights.llmc import find_llmc, read_header
@@ -91,6 +91,7 @@ def describe_model(name_or_path: str | Path, checkpoint_step: int | None = None,
         "dtype": ", ".join(sorted(dtypes)) or "unknown",
         "files": {p.name: p.stat().st_size for p in files},
         "metadata": read_metadata(path, "hf" if onnx else fmt),
+        "head": None if onnx else read_head(path, fmt),  # a classifier's ClassifierConfig, or None
         "graph": onnx,  # the ONNX export's notes (variant, dtype, opset, quantize), or None
         "note": note,  # what a user should know of how the format was read, or None
         "run": run,  # a TensorFlow run folder's saves (gpt-2-simple): name, step, saved_steps, counter; or None
