@@ -38,3 +38,7 @@ class DataError(GPT2KitError):
 
 class TrainingError(GPT2KitError):
     """Invalid training options, or an output folder that cannot be used."""
+
+
+class AugmentationError(GPT2KitError):
+    """Augmentation settings that cannot give the examples asked for (a count below 1, greedy decoding)."""

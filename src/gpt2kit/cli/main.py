@@ -7,13 +7,27 @@ import os
 import sys
 
 from gpt2kit import __version__
-from gpt2kit.cli import chat, classify, evaluate, export, finetune, generate, models, prepare, serve, summarize, weights
+from gpt2kit.cli import (
+    augment,
+    chat,
+    classify,
+    evaluate,
+    export,
+    finetune,
+    generate,
+    models,
+    prepare,
+    serve,
+    summarize,
+    weights,
+)
 from gpt2kit.errors import GPT2KitError
 
 COMMANDS = (
     generate.add_parser, chat.add_parser, models.add_info_parser, models.add_init_parser,
     weights.add_convert_parser, weights.add_download_parser, prepare.add_parser, finetune.add_parser,
     export.add_parser, summarize.add_parser, classify.add_parser, evaluate.add_parser, serve.add_parser,
+    augment.add_parser,
 )
 
 
