@@ -52,11 +52,14 @@ def read_options(args: argparse.Namespace) -> dict:
     return {"checkpoint_step": getattr(args, "checkpoint", None), "config_file": getattr(args, "config_file", None)}
 
 
-def add_device_options(parser: argparse.ArgumentParser) -> None:
+def add_device_options(parser: argparse.ArgumentParser, backends: bool = True) -> None:
+    """--device and --dtype, and --backend unless `backends` is False (classifiers run on PyTorch only)."""
     parser.add_argument("--device", default="auto", metavar="DEV",
                         help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
                         help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
+    if not backends:
+        return
     parser.add_argument("--backend", default="torch", choices=backend_names(),
                         help="what runs the model: torch (default), or onnxruntime (CPU): a folder written by "
                              "`gpt2kit export onnx` in the dtype it was exported in, or any other model exported "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gpt2kit.atomic import atomic_write
 from gpt2kit.classification import classify
-from gpt2kit.cli.args import DTYPES, add_model_option, load_model, positive_int
+from gpt2kit.cli.args import add_device_options, add_model_option, load_model, positive_int
 from gpt2kit.data.labelled import read_texts
 
 
@@ -29,10 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None, metavar="FILE", help="write the JSONL here (default stdout)")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="B",
                    help="texts per forward pass (default 32)")
-    p.add_argument("--device", default="auto", metavar="DEV",
-                   help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
-    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
-                   help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
+    add_device_options(p, backends=False)
     p.set_defaults(run=run_classify)
 
 

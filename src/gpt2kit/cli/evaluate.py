@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from gpt2kit.atomic import atomic_write
-from gpt2kit.cli.args import DTYPES, add_device_options, add_model_option, add_read_options, load_model, positive_int
+from gpt2kit.cli.args import add_device_options, add_model_option, add_read_options, load_model, positive_int
 from gpt2kit.cli.summarize import (
     add_article_input_options,
     add_recipe_generation_options,
@@ -113,10 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="where to draw the confusion matrix (default: --output with .png, else confusion.png); "
                           "needs matplotlib (the plot extra), said in one line when missing")
     cls.add_argument("--no-progress", action="store_true", help="no progress bar")
-    cls.add_argument("--device", default="auto", metavar="DEV",
-                     help="cpu, cuda, cuda:N, or auto (cuda when available, else cpu); default auto")
-    cls.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
-                     help="compute dtype: fp32 (default), bf16, or fp16 (fp16 is for CUDA)")
+    add_device_options(cls, backends=False)
     cls.set_defaults(run=run_classify)
 
 
