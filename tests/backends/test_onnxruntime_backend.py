@@ -13,7 +13,7 @@ import torch
 import gpt2kit
 from gpt2kit import complete, generate, score
 from gpt2kit.backends import Cache, Decoder
-from gpt2kit.backends.onnxruntime_backend import OrtDecoder
+from gpt2kit.backends.onnxruntime_backend import OrtCache, OrtDecoder
 from gpt2kit.errors import GPT2KitError, ModelNotFoundError
 from gpt2kit.export import export_onnx
 from helpers import random_model, tiny_config
@@ -91,13 +91,30 @@ def test_cache_reorder_and_reset(backends):
     cache = model.new_cache(2)
     model(ids, cache=cache)
     cache.reorder(torch.tensor([1, 1, 0]))
-    heads, head_dim = model.config.n_head, model.config.head_dim
-    assert cache.length == 3 and cache.values[0].shape() == [3, heads, 3, head_dim]
+    assert cache.length == 3 and cache.batch_size == 3
     step = model(torch.tensor([[13], [13], [13]]), cache=cache)
     alone = model(torch.cat([ids[[1, 1, 0]], torch.full((3, 1), 13)], dim=1))[:, -1:]
     torch.testing.assert_close(step, alone, atol=1e-5, rtol=0)
     cache.reset()
-    assert cache.length == 0 and cache.values[0].shape() == [3, heads, 0, head_dim]
+    assert cache.length == 0
+    torch.testing.assert_close(model(ids[[1, 1, 0]], cache=cache), model(ids[[1, 1, 0]]), atol=1e-5, rtol=0)
+
+
+def test_the_fused_graph_writes_into_one_preallocated_buffer(backends):
+    """No step allocates or copies the past: ONNX Runtime writes the new keys/values into the
+    KVCache it was given, as the torch backend does."""
+    torch_model, ort = backends
+    if not ort.model.past_buffer:  # the traced graph: a present of its own each step
+        assert isinstance(ort.model.new_cache(2), OrtCache)
+        return
+    cache, expected_cache = ort.model.new_cache(2, 12), torch_model.model.new_cache(2, 12)
+    buffer = cache.kv.data_ptr()
+    ids = torch.tensor([[464, 3290, 318], [15496, 11, 995]])
+    for step in (ids, ids[:, :1], ids[:, 1:2]):
+        torch.testing.assert_close(ort.model(step, cache=cache), torch_model.model(step, cache=expected_cache),
+                                   atol=1e-4, rtol=0)
+    assert cache.kv.data_ptr() == buffer and cache.length == 5
+    torch.testing.assert_close(cache.kv[..., :5, :], expected_cache.kv[..., :5, :], atol=1e-5, rtol=0)
 
 
 def test_folders_it_cannot_run_say_so(backends, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from gpt2kit.backends.onnxruntime_backend import inference_session
+from gpt2kit.backends.onnxruntime_backend import OrtDecoder, inference_session
 from gpt2kit.export import ExportError, export_onnx
 from gpt2kit.export.parity import left_padded_mask
 from helpers import random_model, tiny_config
@@ -22,9 +22,9 @@ def fused(tmp_path_factory):
 def test_attention_layer_norms_and_gelu_are_one_operator_each(fused):
     graph = onnx.load(str(fused.model_file)).graph
     ops = [node.op_type for node in graph.node]
-    assert ops.count("MultiHeadAttention") == 2 and ops.count("FastGelu") == 2
+    assert ops.count("GroupQueryAttention") == 2 and ops.count("FastGelu") == 2
     assert ops.count("SkipLayerNormalization") == 4 and ops.count("LayerNormalization") == 1  # ln_1 of block 0
-    assert ops.count("Concat") == 0 and ops.count("Softmax") == 0
+    assert ops.count("Concat") == 0 and ops.count("Softmax") == 0 and ops.count("Split") == 0
     assert [i.name for i in graph.input][-1] == "logits_to_keep" and fused.fused
     assert fused.parity["passed"] and fused.parity["max_abs_diff"] <= 1e-5
 
@@ -55,5 +55,6 @@ def test_quantized_fused_graph(tmp_path):
     result = export_onnx(random_model(tiny_config(), seed=1), tmp_path / "int8", fused=True, quantize="int8",
                          eval_tokens=200)
     ops = [node.op_type for node in onnx.load(str(result.model_file)).graph.node]
-    assert ops.count("MatMulInteger") == 2 * 4 + 1 and ops.count("MultiHeadAttention") == 2
+    assert ops.count("MatMulInteger") == 2 * 4 + 1 and ops.count("GroupQueryAttention") == 2
     assert abs(result.parity["quantization"]["perplexity"]["change"]) < 0.05
+    assert OrtDecoder(inference_session(result.model_file), tiny_config(), {}, "fp32").past_buffer

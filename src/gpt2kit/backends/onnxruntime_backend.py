@@ -2,8 +2,10 @@
 the CPU through the `Decoder` interface, so generation, beam search and scoring run on it unchanged.
 
 The graph takes the past keys/values as inputs and returns them extended by the new tokens
-(present), so the cache here is those values, bound as inputs of the next call where ONNX Runtime
-left them.
+(present). A graph that says it takes its past as a buffer (the fused graph, export/fused.py) gets
+PyTorch's preallocated KVCache, bound as both past and present, so ONNX Runtime writes each step's
+keys and values in place; for others the cache is the last present values, bound as inputs of the
+next call where ONNX Runtime left them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from gpt2kit.backends.loaded import LoadedModel
 from gpt2kit.config import GPT2Config, read_generation_config, read_json
 from gpt2kit.errors import GPT2KitError, ModelNotFoundError
 from gpt2kit.extras import require
+from gpt2kit.model.cache import KVCache
 
 MODEL_FILE = "model.onnx"  # the graph in a folder of `gpt2kit export onnx`
 LOGITS_TO_KEEP = "logits_to_keep"  # an optional input of the fused graph (export/fused.py)
+PAST_BUFFER = ("gpt2kit.past", "buffer")  # metadata of a graph whose past may be a buffer shared with the present
 NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -110,17 +114,22 @@ class OrtDecoder:
         self.present_names = [f"present.{i}.{kv}" for i in range(config.n_layer) for kv in ("key", "value")]
         # the fused graph's optional input: logits for the last N positions only (a prefill needs one)
         self.keeps_logits = LOGITS_TO_KEEP in {i.name for i in session.get_inputs()}
+        key, value = PAST_BUFFER
+        self.past_buffer = session.get_modelmeta().custom_metadata_map.get(key) == value
 
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def new_cache(self, batch_size: int, max_length: int | None = None) -> OrtCache:
+    def new_cache(self, batch_size: int, max_length: int | None = None) -> KVCache | OrtCache:
+        if self.past_buffer:
+            return KVCache(self.config, batch_size, max_length, dtype=TORCH_DTYPES[self.dtype])
         return OrtCache(self.config, batch_size, max_length or self.config.n_positions, NUMPY_DTYPES[self.dtype])
 
     def __call__(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
-                 position_ids: torch.Tensor | None = None, cache: OrtCache | None = None,
+                 position_ids: torch.Tensor | None = None, cache: KVCache | OrtCache | None = None,
                  last_only: bool = False) -> torch.Tensor:
+        """See `Decoder.__call__`."""
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.n_positions:
@@ -138,19 +147,29 @@ class OrtDecoder:
         for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask),
                              ("position_ids", position_ids.expand(B, T))):
             binding.bind_cpu_input(name, np.ascontiguousarray(tensor.long().cpu().numpy()))
-        pasts = cache.values if cache is not None else empty_past(self.config, B, NUMPY_DTYPES[self.dtype])
-        for name, value in zip(self.past_names, pasts, strict=True):
-            binding.bind_ortvalue_input(name, value)
         kept = 1 if last_only and self.keeps_logits else T
         if kept != T:
             binding.bind_cpu_input(LOGITS_TO_KEEP, np.array(kept, dtype=np.int64))
         logits = torch.empty(B, kept, self.config.vocab_size, dtype=TORCH_DTYPES[self.dtype])
         binding.bind_output("logits", "cpu", 0, NUMPY_DTYPES[self.dtype], list(logits.shape), logits.data_ptr())
-        for name in self.present_names:  # allocated by ONNX Runtime (from its arena), kept as they are
-            binding.bind_output(name, "cpu")
+        if isinstance(cache, KVCache):  # the buffer is read as past and written as present
+            element, shape = NUMPY_DTYPES[self.dtype], list(cache.kv.shape[2:])
+            for layer in range(self.config.n_layer):
+                for kind in (0, 1):
+                    pointer = cache.kv[layer, kind].data_ptr()
+                    binding.bind_input(self.past_names[2 * layer + kind], "cpu", 0, element, shape, pointer)
+                    binding.bind_output(self.present_names[2 * layer + kind], "cpu", 0, element, shape, pointer)
+        else:
+            pasts = cache.values if cache is not None else empty_past(self.config, B, NUMPY_DTYPES[self.dtype])
+            for name, value in zip(self.past_names, pasts, strict=True):
+                binding.bind_ortvalue_input(name, value)
+            for name in self.present_names:  # allocated by ONNX Runtime (from its arena), kept as they are
+                binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
-        if cache is not None:
-            cache.values, cache.length = binding.get_outputs()[1:], past + T
+        if isinstance(cache, KVCache):
+            cache.advance(T)
+        elif cache is not None:
+            cache.values, cache.length = binding.get_outputs()[1:], past + T  # after the logits
         return logits[:, -1:] if last_only else logits
 
 
@@ -188,7 +207,7 @@ def exported(model: str | Path | None, dtype: torch.dtype) -> Path:
     names = {v: k for k, v in TORCH_DTYPES.items()}
     if dtype not in names:
         raise GPT2KitError(f"the onnxruntime backend runs fp32 or fp16 graphs, not {str(dtype).removeprefix('torch.')}")
-    key = hashlib.sha256(f"v2|{path.resolve()}|{names[dtype]}".encode())  # v2: fp32 exports are fused
+    key = hashlib.sha256(f"v3|{path.resolve()}|{names[dtype]}".encode())  # v3: fused with a past buffer
     for f in ([path] if path.is_file() else sorted(p for p in folder.iterdir() if p.is_file())):
         stat = f.stat()
         key.update(f"|{f.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())

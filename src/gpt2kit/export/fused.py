@@ -2,10 +2,18 @@
 
 The traced graph (graphs.py) spells attention, its masks and the past's concatenation as dozens
 of small standard operators per layer, which ONNX Runtime runs one by one. This graph has the
-same inputs and outputs but uses the operators ONNX Runtime's own transformer optimizer would
-produce (domain com.microsoft): MultiHeadAttention (scores, mask, softmax and the past appended
-in one kernel), SkipLayerNormalization (residual add + bias + LayerNorm) and FastGelu (GPT-2's
-tanh GELU with its bias). It runs on ONNX Runtime only.
+same inputs and outputs but uses ONNX Runtime's fused operators (domain com.microsoft):
+GroupQueryAttention (with as many key/value heads as query heads, it is GPT-2's attention: packed
+q|k|v in, scores, mask, softmax and the past appended in one kernel), SkipLayerNormalization
+(residual add + bias + LayerNorm) and FastGelu (GPT-2's tanh GELU with its bias). It runs on ONNX
+Runtime only.
+
+Its past may also be a preallocated buffer: `past_key_values.N.*` of shape (B, nh, capacity, hs)
+holding the `attention_mask` width minus the new tokens in its first columns, with `present.N.*`
+bound to the same memory. GroupQueryAttention then writes the new keys and values into the buffer
+in place, where with a past of exactly the cached length (the standard convention, which works
+too) every step copies the whole past into a new present. The model's metadata says so
+(PAST_BUFFER); the onnxruntime backend then keeps its cache in one tensor as PyTorch's does.
 
 One more input, `logits_to_keep` (int64 scalar, default 0 = every position), lets a caller ask
 for the last N positions' logits only: a prefill of T tokens then skips T - 1 products with the
@@ -24,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpt2kit.backends.onnxruntime_backend import LOGITS_TO_KEEP
+from gpt2kit.backends.onnxruntime_backend import LOGITS_TO_KEEP, PAST_BUFFER
 from gpt2kit.export.graphs import input_names, output_names
 from gpt2kit.model.gpt2 import GPT2
 
@@ -77,6 +85,21 @@ def _attention_bias(g: _Graph) -> str:
                             g.const("f32_min", np.array(np.finfo(np.float32).min, np.float32))], ["attention_bias"])
 
 
+def _sequence_lengths(g: _Graph) -> None:
+    """GroupQueryAttention's seqlens_k (B,) = total - 1 for every row (rows share their columns;
+    padding is masked by the bias) and total_sequence_length, both int32."""
+    from onnx import TensorProto
+
+    total = g.node("Cast", ["total_length"], ["total_length_i32"], to=TensorProto.INT32)
+    rows = g.node("Gather", ["ids_shape", "i64_0"], ["batch_size"])
+    g.node("Expand", [g.node("Sub", [total, g.const("i32_1", np.array(1, np.int32))], ["last_column"]),
+                      g.node("Unsqueeze", [rows, "axes_0"], ["batch_size_1d"])], ["seqlens_k"])
+    # every query row is counted (left padding is masked by the bias): lets rows of a batch take several
+    # new tokens after a past
+    new = g.node("Cast", ["new_length"], ["new_length_i32"], to=TensorProto.INT32)
+    g.node("Expand", [new, "batch_size_1d"], ["query_lengths"])
+
+
 def _last_positions(g: _Graph, hidden: str) -> str:
     """hidden (B, S, C) cut to its last `logits_to_keep` positions (all of them when it is 0)."""
     one, new = "i64_1", "new_length"  # made by _attention_bias
@@ -106,20 +129,20 @@ def write_fused_graph(model: GPT2, path: Path, opset: int, external_bytes: int, 
     normed = g.node("LayerNormalization", [x, g.const("h.0.ln_1.weight", w["h.0.ln_1.weight"]),
                                            g.const("h.0.ln_1.bias", w["h.0.ln_1.bias"])], ["h.0.ln_1"],
                     axis=-1, epsilon=eps)
-    split = g.const("qkv_split", np.array([C, C, C], np.int64))
+    _sequence_lengths(g)
     for i in range(c.n_layer):
         p = f"h.{i}."
         qkv = g.node("MatMul", [normed, g.const(p + "attn.c_attn.weight", w[p + "attn.c_attn.weight"].T)], [p + "qkv"])
-        q, k, v = p + "q", p + "k", p + "v"
-        g.node("Split", [qkv, split], [q, k, v], axis=-1)
         scale = 1.0 / np.sqrt(c.head_dim) if c.scale_attn_weights else 1.0
         if c.scale_attn_by_inverse_layer_idx:
             scale /= i + 1
-        attended = g.node("MultiHeadAttention",
-                          [q, k, v, g.const(p + "attn.c_attn.bias", w[p + "attn.c_attn.bias"]), "", bias,
-                           f"past_key_values.{i}.key", f"past_key_values.{i}.value"],
+        # packed q|k|v (GPT-2's c_attn order); the new keys/values are written into the past's buffer
+        biased = g.node("Add", [qkv, g.const(p + "attn.c_attn.bias", w[p + "attn.c_attn.bias"])], [p + "qkv_biased"])
+        attended = g.node("GroupQueryAttention",
+                          [biased, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value",
+                           "seqlens_k", "total_length_i32", "", "", "", bias, "", "", "", "", "", "query_lengths"],
                           [p + "attention", f"present.{i}.key", f"present.{i}.value"], domain=MS,
-                          num_heads=c.n_head, scale=float(scale))
+                          num_heads=c.n_head, kv_num_heads=c.n_head, scale=float(scale))
         projected = g.node("MatMul", [attended, g.const(p + "attn.c_proj.weight", w[p + "attn.c_proj.weight"].T)],
                            [p + "attn_out"])
         # ln_2(x + attention + its bias), and x + attention + bias itself for the next residual
@@ -159,6 +182,7 @@ def write_fused_graph(model: GPT2, path: Path, opset: int, external_bytes: int, 
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(MS, 1)],
                               producer_name="gpt2kit")
     proto.ir_version = 8  # what ONNX Runtime 1.18 and later read
+    helper.set_model_props(proto, dict([PAST_BUFFER]))
     external = sum(t.ByteSize() for t in proto.graph.initializer) > external_bytes
     onnx.save_model(proto, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
                     location=data_file, size_threshold=1024)
