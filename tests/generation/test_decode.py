@@ -179,6 +179,31 @@ def test_num_samples_and_batch_size(tiny_model):
     assert generate(tiny_model, [[1, 2], [3]], num_samples=3, batch_size=2, **kwargs) == out
 
 
+class Recording:
+    """A Decoder that records the shape of what it is given."""
+
+    def __init__(self, model) -> None:
+        self.model, self.config, self.generation_config, self.shapes = model, model.config, {}, []
+        self.device, self.new_cache = model.device, model.new_cache
+
+    def __call__(self, input_ids, **kwargs):
+        self.shapes.append(tuple(input_ids.shape))
+        return self.model(input_ids, **kwargs)
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=0), dict(num_beams=2)], ids=["greedy", "beams"])
+def test_a_prompt_shared_by_rows_is_prefilled_once(tiny_model, settings):
+    prompts = [[1, 2, 3], [4, 5], [1, 2, 3]]
+    kwargs = dict(max_new_tokens=5, eos_token_id=None, **settings)
+    samples = 1 if "num_beams" in settings else 2
+    recording = Recording(tiny_model)
+    out = generate(recording, prompts, num_samples=samples, **kwargs)
+    rows = 2 * len(prompts)  # two samples, or two beams, per prompt
+    assert recording.shapes[0] == (2, 3) and set(recording.shapes[1:]) == {(rows, 1)}
+    alone = [generate(tiny_model, p, **kwargs)[0] for p in prompts]
+    assert out[::samples] == alone and out[samples - 1::samples] == alone
+
+
 def test_max_length_counts_the_prompt(tiny_model):
     out = generate(tiny_model, [[1, 2, 3, 4, 5], [6]], max_new_tokens=None, max_length=8, temperature=0,
                    eos_token_id=None)

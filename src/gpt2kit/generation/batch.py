@@ -33,8 +33,18 @@ class Batch:
         # (B,) first column of each row's window: its first real token, until it slides
         self.starts = torch.tensor([self.width - len(r) for r in rows], dtype=torch.long, device=device)
         self.window = self.mask.clone()  # (B, total): the mask, less the columns before each row's window
-        self.cache = model.new_cache(len(rows), min(total, model.config.n_positions))
         self.vocab_size = model.config.vocab_size
+        # rows that repeat an earlier one (samples of one prompt, beams) are prefilled once, then copied
+        first: dict[tuple[int, ...], int] = {}  # prompt -> its number among the distinct ones
+        self.distinct: list[int] = []  # the first row of each distinct prompt
+        copies = []
+        for r, row in enumerate(rows):
+            if tuple(row) not in first:
+                first[tuple(row)] = len(self.distinct)
+                self.distinct.append(r)
+            copies.append(first[tuple(row)])
+        self.copies = torch.tensor(copies, dtype=torch.long, device=device)  # row -> its distinct prompt
+        self.cache = model.new_cache(len(self.distinct), min(total, model.config.n_positions))
 
     def ids(self) -> torch.Tensor:
         """(B, length) tokens so far for logits steps; padding marked with vocab_size."""
@@ -44,8 +54,13 @@ class Batch:
         return ids
 
     def prefill(self) -> torch.Tensor:
-        """Run the prompts; logits (B, V) of the first new token."""
-        return self._forward(0, self.width)
+        """Run the prompts; logits (B, V) of the first new token. A prompt that several rows share
+        runs once: its keys and values are copied into every row that repeats it."""
+        if len(self.distinct) == len(self.copies):
+            return self._forward(0, self.width)
+        logits = self._forward(0, self.width, torch.tensor(self.distinct, device=self.copies.device))
+        self.cache.reorder(self.copies)
+        return logits.index_select(0, self.copies)
 
     def append(self, next_tokens: torch.Tensor) -> torch.Tensor:
         """Add one token per row (B,); logits (B, V) of the token after it."""
@@ -73,8 +88,10 @@ class Batch:
         self.cache.reorder(index)
 
     @torch.no_grad()
-    def _forward(self, begin: int, end: int) -> torch.Tensor:
+    def _forward(self, begin: int, end: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, V) after columns begin..end of every row (of `rows` only, when given)."""
+        tokens, window = (self.tokens, self.window) if rows is None else (self.tokens[rows], self.window[rows])
         # rows without padding share one window, whose positions count from the cache start
-        mask = self.window[:, self.start:end] if self.padded else None
-        logits = self.model(self.tokens[:, begin:end], attention_mask=mask, cache=self.cache, last_only=True)
+        mask = window[:, self.start:end] if self.padded else None
+        logits = self.model(tokens[:, begin:end], attention_mask=mask, cache=self.cache, last_only=True)
         return logits[:, -1].float()
