@@ -110,11 +110,14 @@ def test_the_fused_graph_writes_into_one_preallocated_buffer(backends):
     cache, expected_cache = ort.model.new_cache(2, 12), torch_model.model.new_cache(2, 12)
     buffer = cache.kv.data_ptr()
     ids = torch.tensor([[464, 3290, 318], [15496, 11, 995]])
-    for step in (ids, ids[:, :1], ids[:, 1:2]):
-        torch.testing.assert_close(ort.model(step, cache=cache), torch_model.model(step, cache=expected_cache),
+    # the binding made for the buffer is kept: a call for the last logits only, then one for all of them
+    for step, last_only in ((ids, False), (ids[:, :2], True), (ids[:, 1:], False), (ids[:, :1], False)):
+        got = ort.model(step, cache=cache, last_only=last_only)
+        torch.testing.assert_close(got, torch_model.model(step, cache=expected_cache, last_only=last_only),
                                    atol=1e-4, rtol=0)
-    assert cache.kv.data_ptr() == buffer and cache.length == 5
-    torch.testing.assert_close(cache.kv[..., :5, :], expected_cache.kv[..., :5, :], atol=1e-5, rtol=0)
+        assert got.shape[1] == (1 if last_only else step.shape[1])
+    assert cache.kv.data_ptr() == buffer and cache.length == 8
+    torch.testing.assert_close(cache.kv[..., :8, :], expected_cache.kv[..., :8, :], atol=1e-5, rtol=0)
 
 
 def test_folders_it_cannot_run_say_so(backends, tmp_path):

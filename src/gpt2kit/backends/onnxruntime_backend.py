@@ -105,8 +105,10 @@ class OrtDecoder:
     """GPT-2's decoder graph in an ONNX Runtime session, as a `Decoder`.
 
     Each call binds its inputs and outputs (IO binding): the past as the values the previous call
-    returned, the logits into a torch tensor allocated here, so neither is copied between numpy,
-    ONNX Runtime and torch."""
+    returned, or the KVCache buffer as both past and present, the logits into a torch tensor
+    allocated here, so nothing is copied between numpy, ONNX Runtime and torch. A buffer's 4 *
+    n_layer bindings are made once and kept while the buffer stays where it is: a decode step
+    then binds its ids, mask, positions and logits only."""
 
     def __init__(self, session, config: GPT2Config, generation_config: dict[str, Any], dtype: str) -> None:
         self.session, self.config, self.generation_config, self.dtype = session, config, generation_config, dtype
@@ -116,6 +118,7 @@ class OrtDecoder:
         self.keeps_logits = LOGITS_TO_KEEP in {i.name for i in session.get_inputs()}
         key, value = PAST_BUFFER
         self.past_buffer = session.get_modelmeta().custom_metadata_map.get(key) == value
+        self._bound: tuple[tuple[int, tuple[int, ...]], Any] | None = None  # (buffer address, shape), binding
 
     @property
     def device(self) -> torch.device:
@@ -143,34 +146,48 @@ class OrtDecoder:
         attention_mask = attention_mask.long().cpu()
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -T:]
-        binding = self.session.io_binding()
+        binding = self._buffer_binding(cache) if isinstance(cache, KVCache) else self._values_binding(cache, B)
         for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask),
                              ("position_ids", position_ids.expand(B, T))):
             binding.bind_cpu_input(name, np.ascontiguousarray(tensor.long().cpu().numpy()))
         kept = 1 if last_only and self.keeps_logits else T
-        if kept != T:
-            binding.bind_cpu_input(LOGITS_TO_KEEP, np.array(kept, dtype=np.int64))
+        if self.keeps_logits:  # bound every call: a kept binding may hold an earlier call's value
+            binding.bind_cpu_input(LOGITS_TO_KEEP, np.array(kept if kept != T else 0, dtype=np.int64))
         logits = torch.empty(B, kept, self.config.vocab_size, dtype=TORCH_DTYPES[self.dtype])
         binding.bind_output("logits", "cpu", 0, NUMPY_DTYPES[self.dtype], list(logits.shape), logits.data_ptr())
-        if isinstance(cache, KVCache):  # the buffer is read as past and written as present
-            element, shape = NUMPY_DTYPES[self.dtype], list(cache.kv.shape[2:])
-            for layer in range(self.config.n_layer):
-                for kind in (0, 1):
-                    pointer = cache.kv[layer, kind].data_ptr()
-                    binding.bind_input(self.past_names[2 * layer + kind], "cpu", 0, element, shape, pointer)
-                    binding.bind_output(self.present_names[2 * layer + kind], "cpu", 0, element, shape, pointer)
-        else:
-            pasts = cache.values if cache is not None else empty_past(self.config, B, NUMPY_DTYPES[self.dtype])
-            for name, value in zip(self.past_names, pasts, strict=True):
-                binding.bind_ortvalue_input(name, value)
-            for name in self.present_names:  # allocated by ONNX Runtime (from its arena), kept as they are
-                binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
         if isinstance(cache, KVCache):
             cache.advance(T)
         elif cache is not None:
             cache.values, cache.length = binding.get_outputs()[1:], past + T  # after the logits
         return logits[:, -1:] if last_only else logits
+
+    def _buffer_binding(self, cache: KVCache):
+        """A binding of `cache`'s buffer as every layer's past and present, made when the buffer is new."""
+        key = (cache.kv.data_ptr(), tuple(cache.kv.shape))
+        if self._bound is None or self._bound[0] != key:
+            binding = self.session.io_binding()
+            binding.bind_output("logits", "cpu")  # first, as _values_binding does
+            element, shape = NUMPY_DTYPES[self.dtype], list(cache.kv.shape[2:])
+            for layer in range(self.config.n_layer):
+                for kind in (0, 1):
+                    pointer = cache.kv[layer, kind].data_ptr()
+                    binding.bind_input(self.past_names[2 * layer + kind], "cpu", 0, element, shape, pointer)
+                    binding.bind_output(self.present_names[2 * layer + kind], "cpu", 0, element, shape, pointer)
+            self._bound = (key, binding)
+        return self._bound[1]
+
+    def _values_binding(self, cache: OrtCache | None, batch_size: int):
+        """A new binding of `cache`'s values (an empty past without one) as the past; the presents
+        are left to ONNX Runtime and become the cache's values (get_outputs, after the logits)."""
+        binding = self.session.io_binding()
+        binding.bind_output("logits", "cpu")  # rebound to the caller's tensor; keeps the logits first
+        pasts = cache.values if cache is not None else empty_past(self.config, batch_size, NUMPY_DTYPES[self.dtype])
+        for name, value in zip(self.past_names, pasts, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        for name in self.present_names:  # allocated by ONNX Runtime (from its arena), kept as they are
+            binding.bind_output(name, "cpu")
+        return binding
 
 
 def check_graph(session, config: GPT2Config, path: Path) -> None:

@@ -31,8 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "out (transformers' / optimum's names); base: the ONNX model zoo's GPT-2 "
                            "(ids in, last hidden state and each layer's present out)")
     onnx.add_argument("--fused", action="store_true",
-                      help="write the decoder graph with ONNX Runtime's fused operators (MultiHeadAttention, "
-                           "SkipLayerNormalization, FastGelu): faster on ONNX Runtime, runs nowhere else; fp32, "
+                      help="write the decoder graph with ONNX Runtime's fused operators (GroupQueryAttention, "
+                           "SkipLayerNormalization, FastGelu; the past may be a preallocated buffer written in "
+                           "place): faster on ONNX Runtime, runs nowhere else; fp32, "
                            f"opset {FUSED_MIN_OPSET}+")
     onnx.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                       help="int8: int8 matrix weights (ONNX Runtime dynamic quantization, per channel); prints the "
