@@ -34,3 +34,17 @@ def test_the_warning_names_the_flag_that_fixes_it(monkeypatch):
     assert devices.slow_dtype_warning(torch.bfloat16, torch.device("cpu"), "--dtype fp32").endswith(
         "use --dtype fp32 on this machine")
 
+
+
+def test_torch_threads_follow_the_models_step_threads_and_are_restored():
+    from types import SimpleNamespace
+
+    from gpt2kit.devices import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(SimpleNamespace()):  # a model without step_threads: left as set
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"), torch_threads(SimpleNamespace(step_threads=1)):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

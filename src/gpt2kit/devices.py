@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from gpt2kit.errors import GPT2KitError
@@ -38,3 +41,22 @@ def _fast_on_cpu(dtype: torch.dtype) -> bool:
     if dtype == torch.bfloat16:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+
+
+@contextmanager
+def torch_threads(model: object) -> Iterator[None]:
+    """PyTorch's thread count for the per-step work of decoding `model` (sampling, penalties, the
+    argmax): the model's `step_threads` when it has one, else left as it is.
+
+    A backend that runs on threads of its own (ONNX Runtime) keeps them ready between steps, so
+    PyTorch's small per-step operations, split over every core, wait for a core; on one thread they
+    do not (measured: ONNX Runtime int8, batch 1, top-k/top-p sampling 47 -> 54 tok/s)."""
+    threads, before = getattr(model, "step_threads", None), torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -56,7 +56,9 @@ class Decoder(Protocol):
 
     `config` gives the vocabulary (`vocab_size`), the context (`n_positions`) and the default
     special ids (`bos_token_id`, `eos_token_id`); `generation_config` holds the keys of the
-    model's `generation_config.json` ({} when it has none), which override them.
+    model's `generation_config.json` ({} when it has none), which override them. A backend that
+    computes on threads of its own may also name `step_threads`: how many PyTorch should use for
+    decoding's per-step work between its calls (devices.torch_threads).
     """
 
     config: GPT2Config

@@ -40,10 +40,10 @@ def inference_session(path: Path):
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
-    # ONNX Runtime's pool threads spin after a run by default, and between two decode steps they take
-    # the cores from PyTorch's sampling code, which then takes as long as the step itself
-    # (int8 at batch 1: 36 tok/s spinning, 58 without; the graph alone runs as fast either way)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # ONNX Runtime's pool threads spin for a moment after a run (its default), so the next decode step
+    # starts at once: int8 at batch 1, 64 -> 73 tok/s greedy. PyTorch's per-step work between runs then
+    # runs on one thread (OrtDecoder.step_threads), or it waits for the spinning core (sampling 47 -> 25).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -109,6 +109,8 @@ class OrtDecoder:
     allocated here, so nothing is copied between numpy, ONNX Runtime and torch. A buffer's 4 *
     n_layer bindings are made once and kept while the buffer stays where it is: a decode step
     then binds its ids, mask, positions and logits only."""
+
+    step_threads = 1  # PyTorch's threads for decoding's per-step work: see inference_session
 
     def __init__(self, session, config: GPT2Config, generation_config: dict[str, Any], dtype: str) -> None:
         self.session, self.config, self.generation_config, self.dtype = session, config, generation_config, dtype

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from gpt2kit.backends.decoder import Decoder
+from gpt2kit.devices import torch_threads
 from gpt2kit.errors import GenerationError
 from gpt2kit.generation import logits as logits_steps
 from gpt2kit.generation.batch import Batch
@@ -168,7 +169,8 @@ class DecodeLoop:
         self.reasons = chooser.reasons
         logits = batch.prefill()
         while True:
-            nxt, out = chooser(batch.ids(), logits)
+            with torch_threads(self.model):
+                nxt, out = chooser(batch.ids(), logits)
             yield out
             if chooser.finished:
                 return
@@ -192,9 +194,14 @@ def generate_all(model: Decoder, prompts: list[list[int]], settings: GenerationS
     """Every generation for every prompt, prompt-major. Beam results carry no log-probabilities
     (the search ranks by processed scores): `complete` scores them. `logprobs` False: none are
     computed unless settings.logprobs asks for them."""
+    with torch_threads(model):
+        return _generate_all(model, prompts, settings.for_model(special_ids(model)), token_bytes, logprobs)
+
+
+def _generate_all(model: Decoder, prompts: list[list[int]], settings: GenerationSettings,
+                  token_bytes: Callable[[int], bytes] | None, logprobs: bool) -> list[Generation]:
     from gpt2kit.generation.beam import beam_search
 
-    settings = settings.for_model(special_ids(model))
     check_prompts(prompts, model, settings)
     generator = None if settings.greedy else make_generator(settings, model.device)
     results: list[Generation] = []

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from gpt2kit.backends.decoder import Decoder
+from gpt2kit.devices import torch_threads
 from gpt2kit.errors import GPT2KitError
 from gpt2kit.generation.decode import Chooser, make_generator
 from gpt2kit.generation.events import StreamEvent, TextPieces, Usage
@@ -125,6 +126,10 @@ class Scheduler:
     # ---- the scheduler's thread ---------------------------------------------------------------------
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        with torch_threads(self.model):  # this thread does all of the server's PyTorch work
+            self._loop()
+
+    def _loop(self) -> None:
         while True:
             with self.wake:
                 while not (self.stopping or self.waiting or self.calls or self.active):
