@@ -264,6 +264,19 @@ def test_gumbel_max_samples_the_softmax_distribution():
         assert torch.allclose(freq, expected, atol=0.015), (draw.__name__, freq, expected)
 
 
+def test_sampling_among_few_survivors_follows_their_softmax():
+    """After top-k, sample() draws among the tokens left (not the whole vocabulary): same distribution."""
+    from gpt2kit.generation.sampling import sample
+
+    logits = torch.full((20000, 1024), float("-inf"))  # 4 of 1,024 left: few enough to draw among them
+    survivors = torch.tensor([7, 300, 512, 1023])
+    logits[:, survivors] = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    draws = sample(logits, torch.Generator().manual_seed(0))
+    assert set(draws.tolist()) <= set(survivors.tolist())
+    freq = torch.stack([(draws == t).float().mean() for t in survivors])
+    assert torch.allclose(freq, torch.tensor([2.0, 1.0, 0.0, -1.0]).softmax(-1), atol=0.015)
+
+
 def test_gumbel_sampler_in_generate(tiny_model):
     a = generate(tiny_model, [1, 2], max_new_tokens=8, sampler="gumbel", seed=3, top_k=20)
     assert a == generate(tiny_model, [1, 2], max_new_tokens=8, sampler="gumbel", seed=3, top_k=20)

@@ -66,6 +66,18 @@ def test_step_matches_transformers(name, make_ours, make_ref, seed):
         assert torch.isinf(ours).any()  # the case really filtered something
 
 
+@pytest.mark.parametrize("k,p", [(40, 0.9), (5, 0.5), (3000, 0.95)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_p_after_top_k_matches_transformers(k, p, seed):
+    """After top-k, top-p sorts the k survivors only (when they are few): the same tokens survive."""
+    ids, logits = random_case(seed)
+    logits[0, 100:103] = logits[0, :100].max() + 1  # ties among the survivors
+    ours = steps.top_p(p)(ids, steps.top_k(k)(ids, logits))
+    ref = TopPLogitsWarper(p)(ids, TopKLogitsWarper(k)(ids, logits.clone()))
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref)) and torch.equal(ours[torch.isfinite(ours)],
+                                                                             ref[torch.isfinite(ref)])
+
+
 @pytest.mark.parametrize("make_step", [lambda: steps.repetition_penalty(1.5), lambda: steps.no_repeat_ngram(2),
                                        lambda: steps.no_repeat_ngram(4)])
 def test_padding_is_never_penalised(make_step):

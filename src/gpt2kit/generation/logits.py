@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from gpt2kit.generation.sampling import candidates
 from gpt2kit.generation.settings import GenerationSettings
 
 LogitsStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,8 +41,11 @@ def repetition_penalty(penalty: float) -> LogitsStep:
     `penalty` and its negative logit multiplied by it."""
 
     def step(ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-        return torch.where(_seen(ids, logits.shape[-1]), penalised, logits)
+        # the row's tokens only (gather/scatter, not the whole vocabulary); padding (id V) stands in
+        # for the row's last token, which is real and penalised anyway
+        ids = ids.where(ids < logits.shape[-1], ids[:, -1:])
+        seen = logits.gather(-1, ids)
+        return logits.scatter(-1, ids, torch.where(seen < 0, seen * penalty, seen / penalty))
 
     return step
 
@@ -120,11 +124,15 @@ def top_p(p: float) -> LogitsStep:
     """Nucleus: keep the smallest set of most likely tokens whose probability reaches p."""
 
     def step(ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+        kept = candidates(logits)
+        if kept is not None:  # after top-k: sort those few (tokens already at -inf have no mass)
+            sorted_logits, order = (t.flip(-1) for t in torch.topk(logits, kept, dim=-1))
+        else:
+            sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
         cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         drop = cum <= 1 - p  # ascending order: the unlikely tail whose mass is <= 1 - p
         drop[..., -1:] = False  # the most likely token always stays
-        return logits.masked_fill(drop.scatter(-1, order, drop), NEG_INF)
+        return logits.masked_fill(torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, drop), NEG_INF)
 
     return step
 
